@@ -1,0 +1,1 @@
+"""live3dpe.stream"""
