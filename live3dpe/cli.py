@@ -1,0 +1,59 @@
+"""The `live3dpe` command. Each part of the package contributes its own subcommands.
+
+A subcommand module exposes `register(subparsers)`, adding parsers whose `func(args)`
+runs the command. This keeps argument parsing next to the code it drives.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMAND_MODULES = (
+    "live3dpe.model.commands",
+    "live3dpe.stream.commands",
+    "live3dpe.synth.commands",
+    "live3dpe.train.commands",
+    "live3dpe.webapp.commands",
+    "live3dpe.evaluation.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="live3dpe",
+        description="Real-time 3D-aware portrait editing (3DPE): edit a face in 3D from a text or image prompt.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a real missing dependency inside the module
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        logging.getLogger("live3dpe").debug("failed", exc_info=True)
+        print(f"live3dpe {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
