@@ -215,12 +215,12 @@ class Camera:
         pitch: Tensor | float,
         radius: float = DEFAULT_RADIUS,
         fov_deg: float = DEFAULT_FOV_DEG,
-    ) -> "Camera":
+    ) -> Camera:
         c2w = yaw_pitch_cam2world(yaw, pitch, radius)
         return cls(make_label(c2w, intrinsics_from_fov(fov_deg, c2w.shape[0])))
 
     @classmethod
-    def frontal(cls, batch: int = 1) -> "Camera":
+    def frontal(cls, batch: int = 1) -> Camera:
         return cls.from_yaw_pitch(torch.zeros(batch), torch.zeros(batch))
 
     @property
@@ -235,5 +235,5 @@ class Camera:
     def yaw_pitch(self) -> tuple[Tensor, Tensor]:
         return camera_yaw_pitch(self.label)
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Camera":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Camera:
         return Camera(self.label.to(device=device, dtype=dtype or self.label.dtype))

@@ -78,7 +78,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         render = RenderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("render", {}).items()})
         fields = {f.name for f in dataclasses.fields(cls)}

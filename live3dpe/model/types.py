@@ -29,7 +29,7 @@ class Planes:
     def resolution(self) -> int:
         return self.tensor.shape[-1]
 
-    def detach(self) -> "Planes":
+    def detach(self) -> Planes:
         return Planes(self.tensor.detach())
 
 
