@@ -1,0 +1,144 @@
+"""The data-channel protocol between the browser page and `live3dpe serve`.
+
+Messages are JSON objects with a `type`. The page sends
+
+    {"type": "control", "prompt": "a smiling face", "view": "orbit", "smoothing": true, ...}
+
+with any subset of the fields in `CONTROL_FIELDS`; the server applies them to the session's
+`Control` in one update and answers `{"type": "state", ...}` with the resulting settings and
+their `version`. Every `STATS_PERIOD_S` it pushes `{"type": "stats", ...}` (FPS, latency,
+per-stage times) including `applied_version`: the control version of the last frame that
+went out, so the page knows when a change has reached the video. Bad messages get
+`{"type": "error", "message": ...}` and change nothing.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import cv2
+import numpy as np
+
+from live3dpe.stream.control import MODES, ControlState, ViewSpec
+
+STATS_PERIOD_S = 0.5
+MAX_MESSAGE_BYTES = 512 * 1024  # an image prompt as a data URL must fit in one message
+MAX_PROMPT_CHARS = 300
+MAX_PROMPT_IMAGE_PIXELS = 4096 * 4096
+_BOOL_FIELDS = ("smoothing", "passthrough", "mirror")
+CONTROL_FIELDS = ("prompt", "prompt_image", "view", "mode", *_BOOL_FIELDS)
+
+
+class ProtocolError(ValueError):
+    """A message the server cannot act on; the text is sent back to the page."""
+
+
+def parse_message(raw: str | bytes) -> dict[str, Any]:
+    """Decode one data-channel message into a dict with a known `type`."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message too large ({len(raw)} bytes, limit {MAX_MESSAGE_BYTES})")
+    try:
+        msg = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ProtocolError(f"message is not valid JSON: {err}") from None
+    if not isinstance(msg, dict) or msg.get("type") not in ("control", "ping"):
+        raise ProtocolError("message must be a JSON object with type 'control' or 'ping'")
+    return msg
+
+
+def control_changes(msg: dict[str, Any]) -> dict[str, Any]:
+    """Translate a `control` message into keyword arguments for `Control.update`."""
+    unknown = set(msg) - {"type", *CONTROL_FIELDS}
+    if unknown:
+        raise ProtocolError(f"unknown control fields {sorted(unknown)}; allowed: {', '.join(CONTROL_FIELDS)}")
+    changes: dict[str, Any] = {}
+    if "prompt" in msg:
+        changes["prompt_text"] = _prompt_text(msg["prompt"])
+        changes.setdefault("prompt_image", None)
+    if "prompt_image" in msg:
+        if msg["prompt_image"] is not None:
+            changes["prompt_image"] = decode_data_url(msg["prompt_image"])
+            changes.setdefault("prompt_text", None)
+        elif "prompt" not in msg:
+            changes["prompt_image"] = None
+    if "view" in msg:
+        changes["view"] = _view(msg["view"])
+    if "mode" in msg:
+        if msg["mode"] not in MODES:
+            raise ProtocolError(f"unknown mode {msg['mode']!r}; choose one of {', '.join(MODES)}")
+        changes["mode"] = msg["mode"]
+    for name in _BOOL_FIELDS:
+        if name in msg:
+            if not isinstance(msg[name], bool):
+                raise ProtocolError(f"{name} must be true or false, got {msg[name]!r}")
+            changes[name] = msg[name]
+    if not changes:
+        raise ProtocolError("control message changes nothing")
+    return changes
+
+
+def _prompt_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(f"prompt must be a string or null, got {type(value).__name__}")
+    text = value.strip()
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ProtocolError(f"prompt is too long ({len(text)} characters, limit {MAX_PROMPT_CHARS})")
+    return text or None
+
+
+def _view(value: Any) -> ViewSpec:
+    """`"frontal"`, `"orbit"`, `"yaw=20,pitch=-5"` or `{"yaw": 20, "pitch": -5}` (degrees)."""
+    if isinstance(value, dict):
+        if set(value) - {"yaw", "pitch"} or not all(isinstance(v, (int, float)) for v in value.values()):
+            raise ProtocolError(f"view object takes numeric 'yaw' and 'pitch' (degrees), got {value!r}")
+        yaw, pitch = float(value.get("yaw", 0.0)), float(value.get("pitch", 0.0))
+        if abs(yaw) > 90 or abs(pitch) > 60:
+            raise ProtocolError(f"view out of range: yaw must be within ±90°, pitch within ±60°, got {yaw}, {pitch}")
+        return ViewSpec("fixed", yaw_deg=yaw, pitch_deg=pitch)
+    if isinstance(value, str):
+        try:
+            return ViewSpec.parse(value)
+        except ValueError as err:
+            raise ProtocolError(str(err)) from None
+    raise ProtocolError(f"view must be a string or an object, got {type(value).__name__}")
+
+
+def decode_data_url(url: Any) -> np.ndarray:
+    """A `data:image/...;base64,...` URL (PNG/JPEG) -> HxWx3 uint8 RGB."""
+    if not isinstance(url, str) or not url.startswith("data:image/") or ";base64," not in url:
+        raise ProtocolError("prompt_image must be a data:image/...;base64 URL")
+    try:
+        data = base64.b64decode(url.split(",", 1)[1], validate=True)
+    except ValueError:
+        raise ProtocolError("prompt_image is not valid base64") from None
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ProtocolError("prompt_image could not be decoded as an image")
+    if bgr.shape[0] * bgr.shape[1] > MAX_PROMPT_IMAGE_PIXELS:
+        raise ProtocolError(f"prompt_image is too large ({bgr.shape[1]}x{bgr.shape[0]})")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def state_message(state: ControlState) -> dict[str, Any]:
+    """What the page shows about the current settings."""
+    return {
+        "type": "state",
+        "version": state.version,
+        "prompt": state.prompt_text,
+        "prompt_image": state.prompt_image is not None,
+        "view": str(state.view),
+        "mode": state.mode,
+        **{name: getattr(state, name) for name in _BOOL_FIELDS},
+    }
+
+
+def stats_message(snapshot: dict[str, Any], applied_version: int | None) -> dict[str, Any]:
+    """A `Stats.snapshot()` plus the control version of the last frame sent to the page."""
+    return {"type": "stats", **snapshot, "applied_version": applied_version}
+
+
+def error_message(err: Exception) -> dict[str, Any]:
+    return {"type": "error", "message": str(err)}

@@ -1,0 +1,135 @@
+// live3dpe browser client: sends the camera over WebRTC, shows the edited stream, and
+// drives the live settings over a data channel (protocol: live3dpe/webapp/protocol.py).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const live3dpe = { pc: null, channel: null, state: null, stats: null, errors: [] };
+window.live3dpe = live3dpe;
+
+function setStatus(text) { $("status").textContent = text; }
+
+function showError(message) {
+  live3dpe.errors.push(message);
+  $("error").textContent = message;
+}
+
+// aiortc does not trickle ICE: send the offer once gathering is complete.
+function iceGatheringDone(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") resolve();
+    });
+  });
+}
+
+function onMessage(event) {
+  let msg;
+  try { msg = JSON.parse(event.data); } catch (err) { showError("bad message from server"); return; }
+  if (msg.type === "stats") {
+    live3dpe.stats = msg;
+    const lat = msg.latency_ms_p50 == null ? "–" : msg.latency_ms_p50.toFixed(0);
+    const stages = Object.entries(msg.stage_ms).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join("  ");
+    $("stats").textContent = `${msg.fps.toFixed(1)} fps   latency ${lat} ms   dropped ${msg.dropped}\n${stages}`;
+  } else if (msg.type === "state") {
+    live3dpe.state = msg;
+    $("error").textContent = "";
+  } else if (msg.type === "error") {
+    showError(msg.message);
+  }
+}
+
+function sendControl(changes) {
+  const ch = live3dpe.channel;
+  if (!ch || ch.readyState !== "open") { showError("not connected"); return false; }
+  ch.send(JSON.stringify({ type: "control", ...changes }));
+  return true;
+}
+live3dpe.sendControl = sendControl;
+
+async function start() {
+  $("start").disabled = true;
+  setStatus("asking for the camera…");
+  try {
+    const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+    $("local").srcObject = media;
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    live3dpe.pc = pc;
+    pc.addEventListener("track", (ev) => { $("remote").srcObject = new MediaStream([ev.track]); });
+    pc.addEventListener("connectionstatechange", () => {
+      setStatus(pc.connectionState);
+      if (pc.connectionState === "failed") showError("connection failed");
+    });
+    const channel = pc.createDataChannel("control");
+    live3dpe.channel = channel;
+    channel.addEventListener("message", onMessage);
+    for (const track of media.getVideoTracks()) pc.addTrack(track, media);
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGatheringDone(pc);
+    setStatus("connecting…");
+    const resp = await fetch("offer", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
+    });
+    const answer = await resp.json();
+    if (!resp.ok) throw new Error(answer.error || `server answered ${resp.status}`);
+    await pc.setRemoteDescription(answer);
+    $("stop").disabled = false;
+  } catch (err) {
+    showError(err.message || String(err));
+    setStatus("idle");
+    stop();
+  }
+}
+
+function stop() {
+  if (live3dpe.pc) live3dpe.pc.close();
+  for (const id of ["local", "remote"]) {
+    const v = $(id);
+    if (v.srcObject) v.srcObject.getTracks().forEach((t) => t.stop());
+    v.srcObject = null;
+  }
+  live3dpe.pc = null;
+  live3dpe.channel = null;
+  $("start").disabled = false;
+  $("stop").disabled = true;
+  setStatus("idle");
+}
+
+function currentView() {
+  const kind = $("view").value;
+  if (kind !== "fixed") return kind;
+  return { yaw: Number($("yaw").value), pitch: Number($("pitch").value) };
+}
+
+function readImage(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+$("start").addEventListener("click", start);
+$("stop").addEventListener("click", stop);
+$("controls").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  sendControl({ prompt: $("prompt").value });
+});
+$("prompt-image").addEventListener("change", async () => {
+  const file = $("prompt-image").files[0];
+  if (!file) return;
+  if (file.size > 350 * 1024) { showError("reference image too large (limit 350 KB)"); return; }
+  sendControl({ prompt_image: await readImage(file) });
+});
+for (const id of ["view", "yaw", "pitch"]) {
+  $(id).addEventListener("change", () => {
+    if (id !== "view") $("view").value = "fixed";
+    sendControl({ view: currentView() });
+  });
+}
+$("mode").addEventListener("change", () => sendControl({ mode: $("mode").value }));
+$("smoothing").addEventListener("change", () => sendControl({ smoothing: $("smoothing").checked }));
+$("passthrough").addEventListener("change", () => sendControl({ passthrough: $("passthrough").checked }));
