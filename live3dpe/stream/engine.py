@@ -1,0 +1,234 @@
+"""The streaming engine: one thread per stage, bounded queues in between.
+
+    capture ─▶ stage 1 ─▶ … ─▶ stage n ─▶ sink
+
+Live mode (`live=True`) connects threads with `LatestQueue`s: a slow stage drops stale
+frames instead of delaying new ones, so latency stays flat. Offline mode connects them
+with `BlockingQueue`s: every input frame becomes exactly one output frame, in order.
+
+A stage that raises on a frame does not stop the stream: the remaining stages are
+skipped for that frame and the original image is passed through; each (stage, error type)
+is logged once. Passthrough in the `Control` skips all stages.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from .control import Control, ControlState
+from .frame import EndOfStream, Frame
+from .queues import BlockingQueue, LatestQueue, QueueClosed, StageQueue
+from .stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+class Source(Protocol):
+    def recv(self) -> Frame: ...  # raises EndOfStream when done
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    def send(self, frame: Frame) -> None: ...
+
+    def close(self, abort: bool = False) -> None: ...  # abort: discard partial output
+
+
+class StopStream(Exception):
+    """Raised by a sink (e.g. `q` in the preview window) to end the stream cleanly."""
+
+
+@dataclass
+class Work:
+    """One frame on its way through the stages, with what the stages found out about it."""
+
+    frame: Frame
+    control: ControlState
+    obs: Any = None  # pose.FaceObservation | None
+    face: np.ndarray | None = None  # edited face render, SxSx3 uint8
+    output: np.ndarray | None = None  # composited frame
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A named step run in its own thread. `fn` fills in fields of the Work it is given."""
+
+    name: str
+    fn: Callable[[Work], None]
+
+
+class Engine:
+    """Runs source → stages → sink concurrently. `run()` blocks; `start()`/`stop()`/`join()` don't."""
+
+    def __init__(
+        self,
+        source: Source,
+        sink: Sink,
+        stages: Sequence[Stage] = (),
+        *,
+        live: bool = True,
+        control: Control | None = None,
+        stats: Stats | None = None,
+        max_frames: int | None = None,
+        queue_size: int | None = None,
+        max_source_errors: int = 30,
+        postprocess: Callable[[np.ndarray, Work], np.ndarray] | None = None,
+    ) -> None:
+        self.source, self.sink, self.stages = source, sink, list(stages)
+        self.live = live
+        self.control = control or Control()
+        self.stats = stats or Stats()
+        self.max_frames = max_frames
+        self.max_source_errors = max_source_errors
+        self.postprocess = postprocess
+        size = queue_size or (1 if live else 4)
+        make = LatestQueue if live else BlockingQueue
+        self.queues: list[StageQueue[Work]] = [make(size) for _ in range(len(self.stages) + 1)]
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._logged: set[tuple[str, str]] = set()
+        self.error: BaseException | None = None
+        self._finished = threading.Event()
+
+    # lifecycle -----------------------------------------------------------------------
+    def start(self) -> Engine:
+        if self._threads:
+            raise RuntimeError("engine already started")
+        workers = [("capture", self._capture_loop, ())]
+        workers += [(s.name, self._stage_loop, (s, self.queues[i], self.queues[i + 1])) for i, s in enumerate(self.stages)]
+        workers += [("sink", self._sink_loop, (self.queues[-1],))]
+        for name, target, args in workers:
+            t = threading.Thread(target=target, args=args, name=f"live3dpe-{name}", daemon=True)
+            self._threads.append(t)
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask every thread to finish now; queued frames are discarded."""
+        self._stop.set()
+        for q in self.queues:
+            q.close(discard=True)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the threads; True when all have finished. Re-raises a sink failure."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        done = not any(t.is_alive() for t in self._threads)
+        if done:
+            self.stats.set_dropped(sum(q.dropped for q in self.queues))
+        return done
+
+    def run(self) -> Stats:
+        """Stream until the source ends, `max_frames` is reached, or a sink stops it.
+
+        The sink is closed at the end: committed on success, aborted (partial output
+        discarded) when the sink failed or the run was interrupted."""
+        self.start()
+        try:
+            while not self.join(timeout=0.2):
+                pass
+        except BaseException:
+            self.stop()
+            self.join(timeout=5)
+            self._close(abort=True)
+            raise
+        self._close(abort=self.error is not None)
+        if self.error is not None:
+            raise self.error
+        return self.stats
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def _close(self, abort: bool) -> None:
+        try:
+            self.source.close()
+        finally:
+            self.sink.close(abort=abort)
+
+    # threads -------------------------------------------------------------------------
+    def _log_once(self, stage: str, err: BaseException) -> None:
+        self.stats.record_fault(stage)
+        key = (stage, type(err).__name__)
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning("%s failed (%s: %s); passing frames through, streaming continues", stage, type(err).__name__, err)
+            log.debug("first %s failure", stage, exc_info=err)
+
+    def _capture_loop(self) -> None:
+        out = self.queues[0]
+        n, errors = 0, 0
+        try:
+            while not self._stop.is_set() and (self.max_frames is None or n < self.max_frames):
+                try:
+                    frame = self.source.recv()
+                except EndOfStream:
+                    break
+                except Exception as err:  # a corrupt frame: skip it, keep going
+                    errors += 1
+                    self._log_once("capture", err)
+                    if errors >= self.max_source_errors:
+                        log.error("source failed %d times in a row; ending the stream", errors)
+                        break
+                    continue
+                errors = 0
+                n += 1
+                self.stats.record_input()
+                out.put(Work(frame, self.control.get()))
+        except QueueClosed:
+            pass
+        finally:
+            out.close()
+
+    def _stage_loop(self, stage: Stage, inq: StageQueue[Work], outq: StageQueue[Work]) -> None:
+        try:
+            while True:
+                work = inq.get()
+                if not (work.control.passthrough or work.extra.get("failed")):
+                    t0 = time.perf_counter()
+                    try:
+                        stage.fn(work)
+                    except Exception as err:
+                        work.extra["failed"] = stage.name
+                        work.output = None
+                        self._log_once(stage.name, err)
+                    self.stats.record_stage(stage.name, time.perf_counter() - t0)
+                outq.put(work)
+        except QueueClosed:
+            pass
+        finally:
+            outq.close()
+            inq.close(discard=True)  # unblock an upstream producer if we stopped early
+
+    def _sink_loop(self, inq: StageQueue[Work]) -> None:
+        try:
+            while True:
+                work = inq.get()
+                image = work.frame.image if work.output is None else work.output
+                if self.postprocess is not None:
+                    image = self.postprocess(image, work)
+                t0 = time.perf_counter()
+                self.sink.send(work.frame.with_image(np.ascontiguousarray(image)))
+                self.stats.record_stage("sink", time.perf_counter() - t0)
+                self.stats.record_output(work.frame.captured_ns)
+        except QueueClosed:
+            pass
+        except StopStream:
+            log.info("stream stopped by the sink")
+        except BaseException as err:
+            self.error = err
+            log.error("sink failed: %s: %s; stopping", type(err).__name__, err)
+        finally:
+            self._stop.set()
+            for q in self.queues:
+                q.close(discard=True)

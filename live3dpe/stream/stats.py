@@ -1,0 +1,88 @@
+"""One place where the engine records how fast each stage runs and how late frames arrive.
+
+The overlay, the WebRTC data channel and the benchmarks all read the same `Stats`.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import numpy as np
+
+
+class Stats:
+    """Thread-safe rolling per-stage timings, capture-to-sink latency, output rate and drops."""
+
+    def __init__(self, window: int = 120) -> None:
+        self.window = window
+        self._lock = threading.Lock()
+        self._stages: dict[str, collections.deque[float]] = {}
+        self._latency: collections.deque[float] = collections.deque(maxlen=window)
+        self._out_times: collections.deque[float] = collections.deque(maxlen=window)
+        self.latencies_ms: list[float] = []  # every frame, for benchmarks and tests
+        self.frames_in = 0
+        self.frames_out = 0
+        self.dropped = 0
+        self.faults: collections.Counter[str] = collections.Counter()
+        self.started = time.monotonic()
+
+    def record_stage(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self._stages.setdefault(name, collections.deque(maxlen=self.window)).append(seconds * 1e3)
+
+    def record_input(self) -> None:
+        with self._lock:
+            self.frames_in += 1
+
+    def record_output(self, captured_ns: int) -> None:
+        now = time.monotonic_ns()
+        ms = (now - captured_ns) / 1e6
+        with self._lock:
+            self.frames_out += 1
+            self._latency.append(ms)
+            self.latencies_ms.append(ms)
+            self._out_times.append(now / 1e9)
+
+    def record_fault(self, stage: str) -> None:
+        with self._lock:
+            self.faults[stage] += 1
+
+    def set_dropped(self, n: int) -> None:
+        with self._lock:
+            self.dropped = n
+
+    @property
+    def fps(self) -> float:
+        """Output frames per second over the recent window."""
+        with self._lock:
+            t = list(self._out_times)
+        if len(t) < 2 or t[-1] <= t[0]:
+            return 0.0
+        return (len(t) - 1) / (t[-1] - t[0])
+
+    def snapshot(self) -> dict:
+        """Plain-data summary (JSON-serialisable): medians over the recent window."""
+        fps = self.fps
+        with self._lock:
+            stages = {k: float(np.median(v)) for k, v in self._stages.items() if v}
+            lat = np.asarray(self._latency) if self._latency else None
+            return {
+                "fps": fps,
+                "stage_ms": stages,
+                "latency_ms_p50": float(np.percentile(lat, 50)) if lat is not None else None,
+                "latency_ms_p95": float(np.percentile(lat, 95)) if lat is not None else None,
+                "frames_in": self.frames_in,
+                "frames_out": self.frames_out,
+                "dropped": self.dropped,
+                "faults": dict(self.faults),
+            }
+
+    def overlay_lines(self) -> list[str]:
+        """Short text lines for the on-frame overlay."""
+        s = self.snapshot()
+        lines = [f"{s['fps']:.1f} fps"]
+        if s["latency_ms_p50"] is not None:
+            lines[0] += f"  latency {s['latency_ms_p50']:.0f} ms"
+        lines += [f"{k} {v:.1f} ms" for k, v in s["stage_ms"].items()]
+        return lines
