@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .config import ModelConfig
+from .superres import fir_filter
 
 if TYPE_CHECKING:
     from .network import EditorNet
@@ -33,11 +34,6 @@ SECTIONS = (ENCODER, RENDERER)
 
 # Our keys the official model has no counterpart for; they keep their current values.
 OURS_NOT_IN_OFFICIAL = ("text_prompt.",)
-# Official keys that exist in the file but never take part in the forward pass (CONVENTIONS.md §1).
-OFFICIAL_UNUSED = {
-    ENCODER: (r"encoder\.layer[34]\.",),
-    RENDERER: (r"superresolution\.block\d+\.conv\d+\.noise_const$", r"superresolution\.block\d+\.conv\d+\.noise_strength$"),
-}
 # ResNet-34 stages after layer2 that the official encoder builds but never runs: (stage, blocks, width / layer2 width).
 _UNUSED_RESNET_STAGES = ((3, 6, 2), (4, 3, 4))
 
@@ -79,7 +75,12 @@ def _encoder_rules(cfg: ModelConfig) -> list[tuple[str, str]]:
 
 def _renderer_rules() -> list[tuple[str, str]]:
     """(official prefix, our prefix) rules for `renderer_state_dict`."""
-    return [("", "renderer.")]
+    return [
+        ("const", "renderer.const"),
+        ("decoder.net.0.", "renderer.decoder.hidden."),
+        ("decoder.net.2.", "renderer.decoder.out."),
+        ("superresolution.block{b}.", "renderer.superres.block{b}."),
+    ]
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -95,10 +96,6 @@ def _translate(key: str, rules: list[tuple[str, str]], to_ours: bool) -> str | N
         if m:
             return target.format(**m.groupdict()) + key[m.end():]
     return None
-
-
-def _is_unused(section: str, key: str) -> bool:
-    return any(re.match(p, key) for p in OFFICIAL_UNUSED[section])
 
 
 def official_key_map(net: EditorNet) -> dict[str, tuple[str, str]]:
@@ -174,36 +171,43 @@ def _section(ckpt: Mapping, name: str) -> Mapping[str, Tensor]:
 
 
 def _load(
-    net: EditorNet, given: dict[tuple[str, str], Tensor], key_map: dict[str, tuple[str, str]], what: str
+    net: EditorNet,
+    given: dict[tuple[str, str], Tensor],
+    key_map: dict[str, tuple[str, str]],
+    unused: dict[tuple[str, str], Tensor],
+    what: str,
 ) -> ImportReport:
-    """Check `given` ((section, official key) -> tensor) against `key_map` and load it strictly."""
+    """Check `given` ((section, official key) -> tensor) against `key_map` and `unused`, then load.
+
+    Every expected key must be present with our shape; unused keys are shape-checked and skipped.
+    """
     ours = net.state_dict()
     wanted = {v: k for k, v in key_map.items()}
-    missing = [f"{s}/{o}" for (s, o) in wanted if (s, o) not in given]
-    unexpected, wrong_shape, ignored = [], {}, []
-    state: dict[str, Tensor] = {}
-    for (section, key), value in given.items():
-        if (section, key) in wanted:
-            our_key = wanted[(section, key)]
-            if tuple(value.shape) != tuple(ours[our_key].shape):
-                wrong_shape[f"{section}/{key}"] = (tuple(ours[our_key].shape), tuple(value.shape))
-            else:
-                state[our_key] = value
-        elif _is_unused(section, key):
-            ignored.append(key)
-        else:
-            unexpected.append(f"{section}/{key}")
+    expected_shapes = {sk: tuple(ours[k].shape) for sk, k in wanted.items()} | {sk: tuple(v.shape) for sk, v in unused.items()}
+    missing = [f"{s}/{k}" for (s, k) in expected_shapes if (s, k) not in given]
+    unexpected = [f"{s}/{k}" for (s, k) in given if (s, k) not in expected_shapes]
+    wrong_shape = {
+        f"{s}/{k}": (expected_shapes[(s, k)], tuple(v.shape))
+        for (s, k), v in given.items()
+        if (s, k) in expected_shapes and tuple(v.shape) != expected_shapes[(s, k)]
+    }
     if missing or unexpected or wrong_shape:
         raise CheckpointMismatchError(missing, unexpected, wrong_shape, what)
+    state = {wanted[sk]: v for sk, v in given.items() if sk in wanted}
     result = net.load_state_dict(state, strict=False)  # key_map only holds our own keys: nothing unexpected
-    return ImportReport(loaded=sorted(state), ignored_official=sorted(ignored), not_in_checkpoint=sorted(result.missing_keys))
+    return ImportReport(
+        loaded=sorted(state),
+        ignored_official=sorted(f"{s}/{k}" for (s, k) in unused),
+        not_in_checkpoint=sorted(result.missing_keys),
+    )
 
 
 def import_official(net: EditorNet, checkpoint: str | PathLike | Mapping) -> ImportReport:
     """Load the official `3dpe.pt` (path or dict) into `net`; returns what was loaded and skipped."""
     ckpt = read_checkpoint(checkpoint)
     given = {(s, k): v for s in SECTIONS for k, v in _section(ckpt, s).items()}
-    return _load(net, given, official_key_map(net), "official 3DPE checkpoint")
+    unused = {(s, k): v for s, values in official_unused(net.cfg).items() for k, v in values.items()}
+    return _load(net, given, official_key_map(net), unused, "official 3DPE checkpoint")
 
 
 def import_live3d_encoder(net: EditorNet, checkpoint: str | PathLike | Mapping) -> ImportReport:
@@ -214,39 +218,41 @@ def import_live3d_encoder(net: EditorNet, checkpoint: str | PathLike | Mapping) 
     """
     ckpt = read_checkpoint(checkpoint)
     sd = _section(ckpt, ENCODER) if ENCODER in ckpt else _section({ENCODER: ckpt}, ENCODER)
-    key_map = {
-        k: v
-        for k, v in official_key_map(net).items()
-        if v[0] == ENCODER and not v[1].startswith("Ref_encoder.")
-    }
-    return _load(net, {(ENCODER, k): v for k, v in sd.items()}, key_map, "Live3D encoder checkpoint")
+    key_map = {k: v for k, v in official_key_map(net).items() if v[0] == ENCODER and not v[1].startswith("Ref_encoder.")}
+    unused = {(ENCODER, k): v for k, v in official_unused(net.cfg)[ENCODER].items()}
+    return _load(net, {(ENCODER, k): v for k, v in sd.items()}, key_map, unused, "Live3D encoder checkpoint")
 
 
-def _unused_shapes(cfg: ModelConfig) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Shapes of the official keys we never load, so an export has the full official layout."""
-    enc: dict[str, tuple[int, ...]] = {}
+def official_unused(cfg: ModelConfig) -> dict[str, dict[str, Tensor]]:
+    """Official keys that exist in the file but play no part in our forward pass, with the
+    value an export writes (CONVENTIONS.md §1): ResNet layer3/layer4 (only two stages run),
+    the SR noise inputs (the SR runs without noise) as zeros, and the SR `resample_filter`
+    buffers, which always hold the fixed binomial filter our SR builds itself.
+    """
+    enc: dict[str, Tensor] = {}
     prev = cfg.elow_channels[1]
     for stage, blocks, mult in _UNUSED_RESNET_STAGES:
         width = cfg.elow_channels[1] * mult
         for i in range(blocks):
             cin = prev if i == 0 else width
             p = f"encoder.layer{stage}.{i}."
-            enc |= {p + "conv1.weight": (width, cin, 3, 3), p + "conv1.bias": (width,)}
-            enc |= {p + "conv2.weight": (width, width, 3, 3), p + "conv2.bias": (width,)}
+            shapes = {"conv1.weight": (width, cin, 3, 3), "conv1.bias": (width,), "conv2.weight": (width, width, 3, 3), "conv2.bias": (width,)}
             if i == 0:
-                enc |= {p + "downsample.0.weight": (width, cin, 1, 1), p + "downsample.0.bias": (width,)}
+                shapes |= {"downsample.0.weight": (width, cin, 1, 1), "downsample.0.bias": (width,)}
+            enc |= {p + k: torch.zeros(shape) for k, shape in shapes.items()}
         prev = width
-    ren: dict[str, tuple[int, ...]] = {}
+    ren: dict[str, Tensor] = {}
     for b in range(len(cfg.sr_channels)):
         res = cfg.render.neural_resolution * 2 ** (b + 1)
+        ren[f"superresolution.block{b}.resample_filter"] = fir_filter()
         for conv in ("conv0", "conv1"):
             p = f"superresolution.block{b}.{conv}."
-            ren |= {p + "noise_strength": (), p + "noise_const": (res, res)}
+            ren |= {p + "noise_strength": torch.zeros(()), p + "noise_const": torch.zeros(res, res), p + "resample_filter": fir_filter()}
     return {ENCODER: enc, RENDERER: ren}
 
 
 def export_official(net: EditorNet) -> dict[str, dict[str, Tensor]]:
-    """`net` in the official checkpoint layout; keys the official model never uses are zeros.
+    """`net` in the official checkpoint layout, unused keys included (see `official_unused`).
 
     Tensors share storage with `net` (like `state_dict`).
     """
@@ -254,6 +260,6 @@ def export_official(net: EditorNet) -> dict[str, dict[str, Tensor]]:
     state = net.state_dict()
     for our_key, (section, key) in official_key_map(net).items():
         out[section][key] = state[our_key]
-    for section, shapes in _unused_shapes(net.cfg).items():
-        out[section] |= {k: torch.zeros(shape) for k, shape in shapes.items()}
+    for section, values in official_unused(net.cfg).items():
+        out[section] |= values
     return out
