@@ -26,6 +26,7 @@ class StageQueue(Generic[T]):
         self.maxsize = maxsize
         self.drop_oldest = drop_oldest
         self.dropped = 0
+        self.high_water = 0  # most items ever held: proves the bound in tests and benchmarks
         self._items: collections.deque[T] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -44,6 +45,7 @@ class StageQueue(Generic[T]):
                     if self._closed:
                         raise QueueClosed
             self._items.append(item)
+            self.high_water = max(self.high_water, len(self._items))
             self._cond.notify_all()
 
     def get(self, timeout: float | None = None) -> T:

@@ -1,0 +1,171 @@
+"""The product stages the engine runs: face (pose + tracking), model (3DPE edit), compositing.
+
+Each is a callable filling in a `Work`; `build_stages` wires them for an `Editor`. They
+import the model/pose/tracking packages lazily so the engine itself stays importable and
+testable without them.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from .engine import Stage, Work
+
+log = logging.getLogger(__name__)
+
+
+class FaceStage:
+    """Finds the face, smooths its pose over time and holds it through short dropouts.
+
+    No face is not an error: `work.obs` stays None and the frame passes through (logged once)."""
+
+    def __init__(self, estimator=None, obs_filter=None, track=None) -> None:
+        from live3dpe.pose import FacePoseEstimator
+        from live3dpe.tracking import FaceTrack, ObservationFilter
+
+        self.estimator = estimator or FacePoseEstimator(max_faces=4, crop_size=512, static_image=False)
+        self.filter = obs_filter or ObservationFilter()
+        self.track = track or FaceTrack(grace_s=0.5)
+        self._warned = False
+
+    def __call__(self, work: Work) -> None:
+        t = work.frame.captured_ns / 1e9
+        obs = self.estimator(work.frame.image)
+        if obs is not None and work.control.smoothing:
+            obs = self.filter(obs, t)
+        obs = self.track.update(obs, t)
+        if obs is None and not self._warned:
+            self._warned = True
+            log.info("no face found; passing frames through until one appears")
+        work.obs = obs
+
+
+def landmark_motion(prev, obs) -> float:
+    """Head motion between two observations, in face widths (0 = still); drives triplane smoothing."""
+    if prev is None or obs is None:
+        return float("inf")
+    a, b = np.asarray(prev.landmarks)[:, :2], np.asarray(obs.landmarks)[:, :2]
+    width = float(np.ptp(b[:, 0])) or 1.0
+    return float(np.linalg.norm(a - b, axis=1).mean() / width)
+
+
+class ModelStage:
+    """Crop → encode (with the prompt) → smooth triplane → render → uint8 face.
+
+    The prompt embedding is recomputed only when `ControlState.prompt_version` changes. On
+    CUDA the stage runs on its own stream so it overlaps the other stages' copies."""
+
+    def __init__(self, editor, smoother=None) -> None:
+        self.editor = editor
+        if smoother is None:
+            from live3dpe.tracking import TriplaneSmoother
+
+            smoother = TriplaneSmoother()
+        self.smoother = smoother
+        self._prompt_version = -1
+        self._prompt = None
+        self._prev_obs = None
+        self._stream = None
+
+    def _cuda_stream(self):
+        device = getattr(self.editor, "device", torch.device("cpu"))
+        if torch.device(device).type != "cuda":
+            return contextlib.nullcontext()
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(device=device)
+        return torch.cuda.stream(self._stream)
+
+    def prompt_for(self, control):
+        if control.prompt_version != self._prompt_version:
+            has_prompt = control.prompt_text or control.prompt_image is not None
+            self._prompt = self.editor.encode_prompt(text=control.prompt_text, image=control.prompt_image) if has_prompt else None
+            self._prompt_version = control.prompt_version
+            if self.smoother is not None:
+                self.smoother.reset()  # a new edit must not blend with the old one
+        return self._prompt
+
+    def camera_for(self, work: Work):
+        """Input camera (paste / side-by-side: the face must line up) or the virtual view."""
+        from live3dpe.model.cameras import Camera
+
+        if work.control.mode == "view":
+            yaw, pitch = work.control.view.yaw_pitch(work.frame.time)
+            return Camera.from_yaw_pitch(yaw, pitch)
+        return Camera(torch.as_tensor(np.asarray(work.obs.camera, dtype=np.float32)).reshape(1, 25))
+
+    def __call__(self, work: Work) -> None:
+        obs = work.obs
+        if obs is None:
+            return
+        from live3dpe.model.types import Planes
+        from live3dpe.pose.align import scale_affine, warp_crop
+
+        ed = self.editor
+        r = ed.input_resolution
+        crop = warp_crop(work.frame.image, scale_affine(obs.crop_affine, r / obs.crop_size), r)
+        prompt = self.prompt_for(work.control)
+        with torch.inference_mode(), self._cuda_stream():
+            planes = ed.encode(ed.preprocess(crop), prompt)
+            if work.control.smoothing and self.smoother is not None:
+                planes = Planes(self.smoother(planes.tensor, landmark_motion(self._prev_obs, obs)))
+            out = ed.render(planes, self.camera_for(work), deterministic=True)
+            work.face = ed.postprocess(out.image)[0]
+        self._prev_obs = obs
+        work.extra["crop"] = crop
+
+
+class CompositeStage:
+    """Turns the edited face into the output frame for the current mode.
+
+    paste: warped back into the frame with a feathered blend; view: the re-rendered head
+    letterboxed to the frame size; side-by-side: original | paste, for debugging."""
+
+    def __call__(self, work: Work) -> None:
+        if work.face is None or work.obs is None:
+            return
+        mode = work.control.mode
+        if mode == "view":
+            work.output = letterbox(work.face, *work.frame.size)
+            return
+        pasted = self.paste(work)
+        work.output = np.hstack([work.frame.image, pasted]) if mode == "side-by-side" else pasted
+
+    @staticmethod
+    def paste(work: Work) -> np.ndarray:
+        from live3dpe.pose.align import paste_back, scale_affine
+
+        s = work.face.shape[0]
+        return paste_back(work.frame.image, work.face, scale_affine(work.obs.crop_affine, s / work.obs.crop_size))
+
+
+def letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Fit a square image into width x height (black bars), keeping the output size constant."""
+    side = min(width, height)
+    face = cv2.resize(image, (side, side), interpolation=cv2.INTER_LINEAR if side > image.shape[0] else cv2.INTER_AREA)
+    out = np.zeros((height, width, 3), np.uint8)
+    y, x = (height - side) // 2, (width - side) // 2
+    out[y : y + side, x : x + side] = face
+    return out
+
+
+def build_stages(editor, estimator=None) -> list[Stage]:
+    """The standard live/offline pipeline for `editor`."""
+    return [
+        Stage("pose", FaceStage(estimator)),
+        Stage("model", ModelStage(editor)),
+        Stage("composite", CompositeStage()),
+    ]
+
+
+def naive_step(stages: list[Stage], work: Work) -> np.ndarray:
+    """Run the stages one after another on one frame (the sequential baseline of the benchmark)."""
+    for stage in stages:
+        t0 = time.perf_counter()
+        stage.fn(work)
+        work.extra[f"{stage.name}_ms"] = (time.perf_counter() - t0) * 1e3
+    return work.frame.image if work.output is None else work.output
