@@ -1,0 +1,225 @@
+"""`live3dpe serve`: the WebRTC demo server (aiohttp for the page and signalling, aiortc for media).
+
+Each browser peer gets its own stream `Engine` (latest-frame queues, the model in worker
+threads, never on the event loop), its own `Control` driven by the data channel, and its
+own `Stats` pushed back to the page. The incoming track is read directly by the engine's
+source: no MediaRelay, so nothing buffers frames without bound. Signalling is one POST
+of a complete offer (aiortc does not trickle ICE); no STUN/TURN server is configured, so
+only host candidates are used, which is right for localhost and a LAN.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from live3dpe.stream.control import Control
+from live3dpe.stream.engine import Engine, Stage, Work
+from live3dpe.stream.stats import Stats
+from live3dpe.stream.webrtc import TrackSink, TrackSource
+
+from . import protocol
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+MAX_OFFER_BYTES = 64 * 1024
+StageFactory = Callable[[], Sequence[Stage]]
+
+
+class PeerSession:
+    """One browser connection: peer connection, engine, control and stats."""
+
+    def __init__(self, pc: RTCPeerConnection, make_stages: StageFactory, initial: dict | None = None) -> None:
+        self.id = uuid.uuid4().hex[:8]
+        self.pc = pc
+        self.control = Control(**(initial or {}))
+        self.stats = Stats()
+        self.channel: RTCDataChannel | None = None
+        self.engine: Engine | None = None
+        self.applied_version: int | None = None
+        self._make_stages = make_stages
+        self._stats_task: asyncio.Task | None = None
+        self._closed = False
+
+    def attach_video(self, track: MediaStreamTrack) -> None:
+        """Run the engine on the browser's camera track and send its output back on the same transceiver."""
+        if self.engine is not None:
+            log.warning("peer %s sent a second video track; ignoring it", self.id)
+            return
+        loop = asyncio.get_running_loop()
+        source = TrackSource(track, loop)
+        sink = TrackSink(loop)
+        self.pc.addTrack(sink)
+        self.engine = Engine(
+            source, sink, self._make_stages(), live=True, control=self.control, stats=self.stats,
+            postprocess=self._note_version,
+        )
+        self.engine.start()
+
+    def _note_version(self, image, work: Work):
+        """Remember which settings the latest outgoing frame was made with (for the page)."""
+        self.applied_version = work.control.version
+        return image
+
+    def attach_channel(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        channel.on("message", self._on_message)
+        self._send(protocol.state_message(self.control.get()))
+        self._stats_task = asyncio.ensure_future(self._push_stats())
+
+    def _on_message(self, raw: str | bytes) -> None:
+        try:
+            msg = protocol.parse_message(raw)
+            if msg["type"] == "ping":
+                self._send({"type": "pong", "t": msg.get("t")})
+                return
+            state = self.control.update(**protocol.control_changes(msg))
+        except (protocol.ProtocolError, ValueError) as err:
+            self._send(protocol.error_message(err))
+            return
+        log.info("peer %s: control v%d %s", self.id, state.version, sorted(k for k in msg if k != "type"))
+        self._send(protocol.state_message(state))
+
+    def _send(self, msg: dict) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(json.dumps(msg))
+
+    async def _push_stats(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(protocol.STATS_PERIOD_S)
+            self._send(protocol.stats_message(self.stats.snapshot(), self.applied_version))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+        if self.engine is not None:
+            self.engine.stop()
+            await asyncio.get_running_loop().run_in_executor(None, self.engine.join, 5.0)
+            self.engine.source.close()
+            self.engine.sink.close(abort=True)
+        await self.pc.close()
+
+
+class WebRTCServer:
+    """The aiohttp application and the set of live peer sessions (at most `max_peers`)."""
+
+    def __init__(self, make_stages: StageFactory, max_peers: int = 2, initial_control: dict | None = None) -> None:
+        if max_peers < 1:
+            raise ValueError(f"max_peers must be at least 1, got {max_peers}")
+        self.make_stages = make_stages
+        self.max_peers = max_peers
+        self.initial_control = initial_control or {}
+        self.sessions: dict[str, PeerSession] = {}
+        self.app = web.Application(client_max_size=MAX_OFFER_BYTES)
+        self.app.add_routes(
+            [
+                web.get("/", self._index),
+                web.post("/offer", self._offer),
+                web.get("/health", self._health),
+                web.static("/static", STATIC_DIR),
+            ]
+        )
+        self.app.on_shutdown.append(self._on_shutdown)
+
+    async def _index(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "index.html")
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"peers": len(self.sessions), "max_peers": self.max_peers})
+
+    async def _offer(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "request body must be JSON {sdp, type}")
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"offer larger than {MAX_OFFER_BYTES} bytes")
+        if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
+            return _error(400, "request body must be JSON {sdp: <string>, type: 'offer'}")
+        if len(self.sessions) >= self.max_peers:
+            return _error(503, f"server is full ({self.max_peers} peers); try again later")
+
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        session = PeerSession(pc, self.make_stages, self.initial_control)
+        self.sessions[session.id] = session
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video":
+                session.attach_video(track)
+
+        @pc.on("datachannel")
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            session.attach_channel(channel)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            log.info("peer %s: %s", session.id, pc.connectionState)
+            if pc.connectionState in ("failed", "closed"):
+                await self._drop(session)
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="offer"))
+            if session.engine is None:
+                raise ValueError("offer has no video track to edit")
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as err:  # malformed SDP surfaces as assorted exception types
+            await self._drop(session)
+            return _error(400, f"bad offer: {err}")
+        log.info("peer %s connected (%d/%d)", session.id, len(self.sessions), self.max_peers)
+        return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+
+    async def _drop(self, session: PeerSession) -> None:
+        if self.sessions.pop(session.id, None) is not None:
+            log.info("peer %s gone", session.id)
+        await session.close()
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        await asyncio.gather(*(self._drop(s) for s in list(self.sessions.values())))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """HTTPS context from PEM files; browsers allow the camera only on https:// or localhost."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ValueError("--cert and --key must be given together")
+    for path in (cert, key):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"TLS file not found: {path}")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+@asynccontextmanager
+async def running_app(
+    app: web.Application, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    """Serve `app` on the current event loop while the block runs; yields its base URL (port 0: any free port)."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]
+    try:
+        yield f"{'https' if ssl_context else 'http'}://{host}:{bound}"
+    finally:
+        await runner.cleanup()
