@@ -1,0 +1,220 @@
+"""Our checkpoint format: safetensors weights + JSON metadata, self-describing and verifiable.
+
+The metadata (also written as a readable sidecar `<name>.json`) carries the full
+`ModelConfig`, so a file rebuilds its own network; the text back-end it was trained with
+(the frozen encoder itself is never stored); the live3dpe version; the sha256 of the tensor
+payload; and free-form training info. Saving is atomic (temp file + os.replace) so a crash
+never leaves a truncated checkpoint where a good one was.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from .. import __version__
+from .config import ModelConfig
+from .text_prompt import DEFAULT_TEXT_BACKEND, TextPromptProjection
+
+if TYPE_CHECKING:
+    from .network import EditorNet
+
+FORMAT = "live3dpe-checkpoint/1"
+META_KEY = "live3dpe"
+SUFFIX = ".safetensors"
+
+
+def tensor_sha256(state: Mapping[str, Tensor]) -> str:
+    """sha256 over (name, dtype, shape, raw bytes) of every tensor in sorted-name order.
+
+    Independent of the file layout, so it can sit inside the file's own header.
+    """
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class CheckpointMeta:
+    """Everything needed to rebuild and trust a checkpoint's network."""
+
+    config: ModelConfig
+    text_backend: str = DEFAULT_TEXT_BACKEND  # spec for `make_text_backend`
+    text_dim: int = 384  # width of the back-end's tokens = net.text_prompt.in_dim
+    training: dict = field(default_factory=dict)  # free-form: steps, data, losses, source file...
+    sha256: str = ""
+    live3dpe_version: str = __version__
+    format: str = FORMAT
+
+    @property
+    def preset(self) -> str:
+        return self.config.name
+
+    def to_dict(self) -> dict:
+        return {
+            "format": self.format,
+            "preset": self.preset,
+            "config": self.config.to_dict(),
+            "text_backend": self.text_backend,
+            "text_dim": self.text_dim,
+            "live3dpe_version": self.live3dpe_version,
+            "sha256": self.sha256,
+            "training": self.training,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> CheckpointMeta:
+        if d.get("format") != FORMAT:
+            raise ValueError(f"unsupported checkpoint format {d.get('format')!r} (this version reads {FORMAT!r})")
+        try:
+            return cls(
+                config=ModelConfig.from_dict(d["config"]),
+                text_backend=d["text_backend"],
+                text_dim=int(d["text_dim"]),
+                training=dict(d.get("training", {})),
+                sha256=d["sha256"],
+                live3dpe_version=d.get("live3dpe_version", "unknown"),
+            )
+        except KeyError as err:
+            raise ValueError(f"checkpoint metadata lacks {err.args[0]!r}") from None
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """model.safetensors -> model.json."""
+    return _checked_path(path).with_suffix(".json")
+
+
+def _checked_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.suffix != SUFFIX:
+        raise ValueError(f"checkpoint path must end in {SUFFIX}, got {path.name!r}")
+    return path
+
+
+def build_net(config: ModelConfig, text_dim: int = 384) -> EditorNet:
+    """An `EditorNet` for `config` whose text projection reads `text_dim`-wide back-end tokens."""
+    from .network import EditorNet
+
+    net = EditorNet(config)
+    current = getattr(net, "text_prompt", None)
+    if current is None or current.in_dim != text_dim:
+        slots = current.slots.shape[0] if current is not None else 4
+        net.text_prompt = TextPromptProjection(text_dim, config.ref_dim, num_slots=slots)
+    return net
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Run `write(tmp_path)` then move the result over `path`; on any failure remove the temp file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    net: EditorNet,
+    path: str | os.PathLike,
+    meta: Mapping | None = None,
+    *,
+    text_backend: str = DEFAULT_TEXT_BACKEND,
+) -> CheckpointMeta:
+    """Write `net` to `path` (.safetensors) plus `<name>.json`; `meta` is free-form training info.
+
+    Returns the metadata written. Tensors are stored as they are (dtype included), on CPU.
+    """
+    from safetensors.torch import save_file
+
+    path = _checked_path(path)
+    json.dumps(dict(meta or {}))  # fail before writing anything if the info is not JSON
+    state: dict[str, Tensor] = {}
+    for name, t in net.state_dict().items():
+        state[name] = t.detach().to("cpu").contiguous().clone()  # clone: safetensors refuses shared storage
+    text_prompt = getattr(net, "text_prompt", None)
+    info = CheckpointMeta(
+        config=net.cfg,
+        text_backend=text_backend,
+        text_dim=text_prompt.in_dim if text_prompt is not None else 384,
+        training=dict(meta or {}),
+        sha256=tensor_sha256(state),
+    )
+    text = json.dumps(info.to_dict(), indent=2, sort_keys=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda tmp: save_file(state, tmp, metadata={META_KEY: text}))
+    _atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text + "\n"))
+    return info
+
+
+def read_meta(path: str | os.PathLike) -> CheckpointMeta:
+    """The metadata from a checkpoint's header (reads no tensors)."""
+    from safetensors import safe_open
+
+    path = _checked_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for damaged headers
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+    if META_KEY not in header:
+        raise ValueError(
+            f"{path} has no live3dpe metadata; convert official weights with `live3dpe weights import`"
+        )
+    try:
+        return CheckpointMeta.from_dict(json.loads(header[META_KEY]))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: metadata is not valid JSON ({err})") from None
+
+
+def check_state(net: EditorNet, state: Mapping[str, Tensor], what: str) -> None:
+    """Raise `CheckpointMismatchError` listing every missing, unexpected or wrongly shaped key."""
+    from .importer import CheckpointMismatchError
+
+    ours = net.state_dict()
+    missing = [k for k in ours if k not in state]
+    unexpected = [k for k in state if k not in ours]
+    wrong = {
+        k: (tuple(ours[k].shape), tuple(v.shape))
+        for k, v in state.items()
+        if k in ours and tuple(v.shape) != tuple(ours[k].shape)
+    }
+    if missing or unexpected or wrong:
+        raise CheckpointMismatchError(missing, unexpected, wrong, what)
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> tuple[EditorNet, CheckpointMeta]:
+    """Rebuild the network a checkpoint describes and load it, verifying the sha256 and every key.
+
+    Returns (net in eval mode on `device`, cast to `dtype` if given, metadata).
+    """
+    from safetensors.torch import load_file
+
+    meta = read_meta(path)
+    state = load_file(str(path), device="cpu")
+    digest = tensor_sha256(state)
+    if digest != meta.sha256:
+        raise ValueError(f"{path}: tensor checksum mismatch (file says {meta.sha256[:12]}..., data is {digest[:12]}...); the file is corrupt or was modified")
+    net = build_net(meta.config, meta.text_dim)
+    check_state(net, state, f"checkpoint {path} (preset {meta.preset!r})")
+    net.load_state_dict(state, strict=True)
+    net.to(device=device, dtype=dtype).eval()
+    return net, meta
