@@ -162,7 +162,8 @@ class VideoFileSink:
                 with contextlib.suppress(Exception):
                     self._out.close()
                 self.tmp_path.unlink(missing_ok=True)
-        os.replace(self.tmp_path, self.path)
+        if committed:
+            os.replace(self.tmp_path, self.path)
 
     def __enter__(self) -> VideoFileSink:
         return self
