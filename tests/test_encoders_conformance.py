@@ -1,0 +1,129 @@
+"""The paper encoder, loaded through the importer with the reference's synthetic weights,
+reproduces the official intermediates (CONVENTIONS.md §10, vectors a and b)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from live3dpe.model.config import PAPER
+from live3dpe.model.image_prompt import preprocess_reference
+from live3dpe.model.importer import SECTIONS, export_official, import_official
+from live3dpe.model.network import EditorNet
+
+pytestmark = pytest.mark.slow  # one paper-size forward pass (~10-30 s on 2 cores)
+
+INTERMEDIATES = ("elow_backbone", "elow_aspp", "f_feature", "high_feature", "ref_query_tokens", "cross_attn_out", "triplane")
+
+
+@pytest.fixture(scope="module")
+def reference(conformance_dir):
+    spec = importlib.util.spec_from_file_location("synth_weights", conformance_dir / "synth_weights.py")
+    synth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(synth)
+    return {
+        "synth": synth,
+        "layout": json.loads((conformance_dir.parent / "official_3dpe_checkpoint_layout.json").read_text()),
+        "checksums": json.loads((conformance_dir / "synth_weight_checksums.json").read_text()),
+        "vectors": json.loads((conformance_dir / "vectors.json").read_text()),
+        "a": dict(np.load(conformance_dir / "vec_a_encoder_edit.npz")),
+        "b": dict(np.load(conformance_dir / "vec_b_encoder_rec.npz")),
+    }
+
+
+@pytest.fixture(scope="module")
+def synth_checkpoint(reference):
+    """The official layout filled by the synthetic rule; pos_embed / resample_filter keep constructor values."""
+    constructor = export_official(EditorNet(PAPER))
+    ckpt = {}
+    for section in SECTIONS:
+        ckpt[section] = {}
+        for key, info in reference["layout"][section].items():
+            w = reference["synth"].synth_weight(key, info["shape"])
+            ckpt[section][key] = constructor[section][key].clone() if w is None else torch.from_numpy(w)
+    return ckpt
+
+
+@pytest.fixture(scope="module")
+def run(reference, synth_checkpoint):
+    """One paper-size pass: every intermediate of the editing path, MAE tokens, and the reconstruction triplane."""
+    net = EditorNet(PAPER).eval()
+    report = import_official(net, synth_checkpoint)
+    a = reference["a"]
+    x = torch.from_numpy(a["x_u8"]).permute(2, 0, 1)[None].float() / 255 * 2 - 1
+    r = preprocess_reference(a["r_u8"], PAPER.ref_resolution)
+    with torch.no_grad():
+        tokens = net.image_prompt(r)
+        out = net.encoder.trace(x, tokens)
+        rec = net.encoder.fuse({k: out[k] for k in ("f_feature", "high_feature")}, None)
+    return {"out": out, "tokens": tokens, "rec": rec, "report": report, "net": net}
+
+
+def test_synthetic_weights_match_reference_checksums(reference, synth_checkpoint):
+    for section in SECTIONS:
+        expected = reference["checksums"][section]
+        assert set(expected) == set(synth_checkpoint[section])
+        for key, (shape, total, abs_total, first, _source) in expected.items():
+            t = synth_checkpoint[section][key].double()
+            assert list(t.shape) == shape, key
+            np.testing.assert_allclose(t.sum().item(), total, rtol=1e-6, atol=1e-6, err_msg=key)
+            np.testing.assert_allclose(t.abs().sum().item(), abs_total, rtol=1e-6, err_msg=key)
+            np.testing.assert_allclose(t.reshape(-1)[0].item(), first, rtol=1e-6, err_msg=key)
+
+
+def test_import_fills_every_parameter(run):
+    assert run["report"].not_in_checkpoint == []
+
+
+def _check_subsampled(t: torch.Tensor, data: dict, name: str, tol: dict, prefix: str | None = None) -> None:
+    """Compare a full tensor with the stored shape, subsample, per-channel stats and abs-sum."""
+    prefix = prefix or name
+    arr = t.detach().double().numpy()
+    assert list(arr.shape) == data[f"{prefix}__shape"].tolist()
+    ref = data[f"{prefix}__val"].astype(np.float64)
+    np.testing.assert_allclose(arr.reshape(-1)[data[f"{prefix}__idx"]], ref, rtol=tol["val_rtol"], atol=tol["val_atol"], err_msg=name)
+    axes = tuple(i for i in range(arr.ndim) if i != tol["channel_axis"])
+    np.testing.assert_allclose(arr.mean(axis=axes), data[f"{prefix}__ch_mean"], atol=tol["stats_atol"], rtol=1e-4, err_msg=name)
+    np.testing.assert_allclose(arr.std(axis=axes), data[f"{prefix}__ch_std"], atol=tol["stats_atol"], rtol=1e-4, err_msg=name)
+    np.testing.assert_allclose(np.abs(arr).sum(), data[f"{prefix}__abs_sum"], rtol=tol["abs_sum_rtol"], err_msg=name)
+
+
+@pytest.mark.parametrize("name", INTERMEDIATES)
+def test_editing_path_intermediates_match_official(run, reference, name):
+    _, tol = reference["vectors"]["descriptions"]["vec_a_encoder_edit.npz"]["subsampled_tensors"][name]
+    _check_subsampled(run["out"][name], reference["a"], name, tol)
+
+
+def test_mae_tokens_match_official(run, reference):
+    a = reference["a"]
+    np.testing.assert_allclose(run["tokens"].numpy(), a["mae_tokens"], atol=3e-5, rtol=0)
+    tol = {"channel_axis": 2, "val_rtol": 0, "val_atol": 3e-5, "stats_atol": 3e-5, "abs_sum_rtol": 1e-5}
+    arr = run["tokens"].double().numpy()
+    np.testing.assert_allclose(arr.mean(axis=(0, 1)), a["mae_tokens_stats__ch_mean"], atol=tol["stats_atol"])
+    np.testing.assert_allclose(arr.std(axis=(0, 1)), a["mae_tokens_stats__ch_std"], atol=tol["stats_atol"])
+    np.testing.assert_allclose(np.abs(arr).sum(), a["mae_tokens_stats__abs_sum"], rtol=tol["abs_sum_rtol"])
+
+
+def test_constructor_pos_embed_is_official_sincos_table(reference):
+    from live3dpe.model.image_prompt import ImagePromptEncoder
+
+    pos = ImagePromptEncoder(PAPER).pos_embed
+    assert not pos.requires_grad
+    np.testing.assert_allclose(pos.detach().numpy(), reference["a"]["mae_pos_embed_official"], atol=1e-6, rtol=0)
+
+
+def test_reconstruction_path_matches_official(run, reference):
+    _, tol = reference["vectors"]["descriptions"]["vec_b_encoder_rec.npz"]["subsampled_tensors"]["triplane"]
+    _check_subsampled(run["rec"], reference["b"], "reconstruction triplane", tol, prefix="triplane")
+
+
+def test_reference_preprocessing_matches_official_recipe(reference):
+    """vectors.json recipe for r: (u8/255 - mean) / std at 224 (no resize needed)."""
+    r_u8 = reference["a"]["r_u8"]
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+    expected = ((r_u8.astype(np.float32) / 255 - mean) / std).transpose(2, 0, 1)[None]
+    np.testing.assert_allclose(preprocess_reference(r_u8, 224).numpy(), expected, atol=1e-6)
