@@ -11,6 +11,7 @@ from .config import ModelConfig
 from .encoders import TriplaneEncoder
 from .image_prompt import ImagePromptEncoder
 from .renderer import TriplaneRenderer
+from .text_prompt import MINILM_DIM, TextPromptProjection
 from .types import RenderOutput
 
 
@@ -28,8 +29,9 @@ class EditorNet(nn.Module):
         self.encoder = TriplaneEncoder(cfg)
         self.image_prompt = ImagePromptEncoder(cfg)
         self.renderer = TriplaneRenderer(cfg)
-        # Text prompts: a learned projection from the MiniLM sentence space into ref_dim goes
-        # here as `self.text_prompt` (the official model has none; the importer leaves it alone).
+        # Text prompts: back-end tokens (MiniLM, 384-d) -> ref_dim. The official model has none;
+        # the importer leaves it alone. `checkpoint.build_net` resizes it for other back-ends.
+        self.text_prompt = TextPromptProjection(MINILM_DIM, cfg.ref_dim)
 
     def forward(
         self,
