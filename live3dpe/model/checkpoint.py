@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .. import __version__
 from .config import ModelConfig
-from .text_prompt import DEFAULT_TEXT_BACKEND, TextPromptProjection
+from .text_prompt import DEFAULT_TEXT_BACKEND, MINILM_DIM, TextPromptProjection
 
 if TYPE_CHECKING:
     from .network import EditorNet
@@ -51,7 +51,7 @@ class CheckpointMeta:
 
     config: ModelConfig
     text_backend: str = DEFAULT_TEXT_BACKEND  # spec for `make_text_backend`
-    text_dim: int = 384  # width of the back-end's tokens = net.text_prompt.in_dim
+    text_dim: int = MINILM_DIM  # width of the back-end's tokens = net.text_prompt.in_dim
     training: dict = field(default_factory=dict)  # free-form: steps, data, losses, source file...
     sha256: str = ""
     live3dpe_version: str = __version__
@@ -102,15 +102,13 @@ def _checked_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def build_net(config: ModelConfig, text_dim: int = 384) -> EditorNet:
+def build_net(config: ModelConfig, text_dim: int = MINILM_DIM) -> EditorNet:
     """An `EditorNet` for `config` whose text projection reads `text_dim`-wide back-end tokens."""
     from .network import EditorNet
 
     net = EditorNet(config)
-    current = getattr(net, "text_prompt", None)
-    if current is None or current.in_dim != text_dim:
-        slots = current.slots.shape[0] if current is not None else 4
-        net.text_prompt = TextPromptProjection(text_dim, config.ref_dim, num_slots=slots)
+    if net.text_prompt.in_dim != text_dim:
+        net.text_prompt = TextPromptProjection(text_dim, config.ref_dim, num_slots=net.text_prompt.slots.shape[0])
     return net
 
 
@@ -144,11 +142,10 @@ def save_checkpoint(
     state: dict[str, Tensor] = {}
     for name, t in net.state_dict().items():
         state[name] = t.detach().to("cpu").contiguous().clone()  # clone: safetensors refuses shared storage
-    text_prompt = getattr(net, "text_prompt", None)
     info = CheckpointMeta(
         config=net.cfg,
         text_backend=text_backend,
-        text_dim=text_prompt.in_dim if text_prompt is not None else 384,
+        text_dim=net.text_prompt.in_dim,
         training=dict(meta or {}),
         sha256=tensor_sha256(state),
     )
