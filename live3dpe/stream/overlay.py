@@ -20,14 +20,25 @@ def draw_overlay(image: np.ndarray, lines: list[str]) -> np.ndarray:
     return out
 
 
+def output_size(mode: str, width: int, height: int) -> tuple[int, int]:
+    """Size of the output frames for a mode: side-by-side is twice as wide."""
+    return (2 * width, height) if mode == "side-by-side" else (width, height)
+
+
 class Decorator:
-    """Engine `postprocess` hook: mirror for selfie view, overlay FPS and ms per stage when enabled."""
+    """Engine `postprocess` hook: keeps the output size constant, mirrors for selfie view and
+    overlays FPS and ms per stage when enabled.
+
+    A passed-through frame (no face, a failed stage) is doubled in side-by-side mode so sinks
+    such as a virtual camera always get the same size."""
 
     def __init__(self, stats: Stats) -> None:
         self.stats = stats
 
     def __call__(self, image: np.ndarray, work: Work) -> np.ndarray:
         c = work.control
+        if c.mode == "side-by-side" and image.shape == work.frame.image.shape:
+            image = np.hstack([image, image])
         if c.mirror:
             image = image[:, ::-1]
         if c.overlay:

@@ -106,15 +106,17 @@ def virtualcam_help() -> str:
 class VirtualCamSink:
     """Sends frames to a virtual camera (pyvirtualcam) that video-call apps can pick.
 
-    The device opens on the first frame, when the size is known."""
+    The device opens at once when `size` (width, height) is given, else on the first frame."""
 
-    def __init__(self, fps: float = 30.0, device: str | None = None, backend: str | None = None) -> None:
+    def __init__(self, fps: float = 30.0, device: str | None = None, backend: str | None = None, size: tuple[int, int] | None = None) -> None:
         try:
             import pyvirtualcam  # noqa: F401
         except ImportError:
             raise RuntimeError("virtual camera output needs pyvirtualcam: pip install 'live3dpe[virtualcam]'") from None
         self.fps, self.device, self.backend = fps, device, backend
         self._cam = None
+        if size is not None:
+            self._open(*size)
 
     def _open(self, width: int, height: int) -> None:
         import pyvirtualcam

@@ -34,7 +34,7 @@ class FaceStage:
         self._warned = False
 
     def __call__(self, work: Work) -> None:
-        t = work.frame.captured_ns / 1e9
+        t = work.frame.time  # media time: offline runs are not real time
         obs = self.estimator(work.frame.image)
         if obs is not None and work.control.smoothing:
             obs = self.filter(obs, t)
@@ -137,10 +137,9 @@ class CompositeStage:
 
     @staticmethod
     def paste(work: Work) -> np.ndarray:
-        from live3dpe.pose.align import paste_back, scale_affine
+        from live3dpe.pose.align import paste_back
 
-        s = work.face.shape[0]
-        return paste_back(work.frame.image, work.face, scale_affine(work.obs.crop_affine, s / work.obs.crop_size))
+        return paste_back(work.frame.image, work.face, work.obs.crop_affine, crop_size=work.obs.crop_size)
 
 
 def letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
