@@ -1,0 +1,99 @@
+"""`live3dpe serve` (WebRTC browser demo) and `live3dpe ui` (gradio editor)."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import socket
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="WebRTC demo: edit your camera live in the browser",
+        description="Serve a page that sends the camera over WebRTC and shows the edited stream. "
+        "Browsers allow the camera only on https:// or localhost: use --cert/--key to serve other machines.",
+    )
+    _common(serve, port=8080)
+    serve.add_argument("--max-peers", type=int, default=2, help="simultaneous browser connections (default 2)")
+    serve.add_argument("--prompt", help="text prompt to start with")
+    serve.add_argument("--cert", help="TLS certificate (PEM) for HTTPS")
+    serve.add_argument("--key", help="TLS private key (PEM) for HTTPS")
+    serve.set_defaults(func=run_serve)
+
+    ui = subparsers.add_parser(
+        "ui",
+        help="gradio editor: portraits, novel views, orbit video, mesh, customization, webcam",
+        description="A local web UI for single-image editing, style customization and a quick webcam try.",
+    )
+    _common(ui, port=7860)
+    ui.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload (default 10 MB)")
+    ui.set_defaults(func=run_ui)
+
+
+def _common(parser: argparse.ArgumentParser, port: int) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=port, help=f"port (default {port})")
+    parser.add_argument("--model", default="default", help="'default', 'tiny' or a checkpoint path")
+    parser.add_argument("--device", default="auto", help="torch device (default: cuda when available, else cpu)")
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` only accepts connections from this machine."""
+    try:
+        return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+    except (OSError, ValueError):
+        return False
+
+
+def _check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be within 0..65535, got {port}")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from live3dpe.model.editor import Editor
+    from live3dpe.stream.stages import build_stages
+
+    from .server import WebRTCServer, ssl_context
+
+    _check_port(args.port)
+    ctx = ssl_context(args.cert, args.key)
+    if ctx is None and not is_loopback(args.host):
+        log.warning("serving on %s without --cert/--key: browsers on other machines will refuse the camera", args.host)
+    editor = Editor.load(args.model, device=resolve_device(args.device))
+    initial = {"prompt_text": args.prompt} if args.prompt else None
+    server = WebRTCServer(lambda: build_stages(editor), max_peers=args.max_peers, initial_control=initial)
+    scheme = "https" if ctx else "http"
+    print(f"live3dpe serve: open {scheme}://{args.host}:{args.port}/ (Ctrl+C to stop)")
+    web.run_app(server.app, host=args.host, port=args.port, ssl_context=ctx, print=None)
+    return 0
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    from .gradio_app import launch
+
+    _check_port(args.port)
+    if args.max_upload_mb <= 0:
+        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    launch(
+        model=args.model,
+        device=resolve_device(args.device),
+        host=args.host,
+        port=args.port,
+        max_upload_mb=args.max_upload_mb,
+        block=True,
+    )
+    return 0

@@ -1,0 +1,215 @@
+"""`live3dpe ui`: a local gradio editor.
+
+Tabs: Edit (portrait → aligned crop, edited image, novel views, orbit video, mesh),
+Customize (adapt a new style from image pairs, usable at once) and Webcam (a quick live
+try through gradio streaming). Gradio is imported only after analytics are switched off,
+so start-up makes no network calls. All model work runs in gradio's worker threads with
+one job at a time, which is what a single CPU/GPU model can serve.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .portrait import EditResult, PortraitService
+from .styles import StyleBook
+
+log = logging.getLogger(__name__)
+
+ORBIT_FRAMES = 36
+
+
+def _gradio():
+    """Import gradio with analytics and the version check off (no calls home at start-up)."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gradio as gr
+
+    return gr
+
+
+class LiveSession:
+    """One browser tab's webcam stream: its own stages (tracking state) and settings."""
+
+    def __init__(self, editor) -> None:
+        from live3dpe.stream.control import Control
+        from live3dpe.stream.stages import build_stages
+
+        self.editor = editor
+        self.stages = build_stages(editor)
+        self.control = Control()
+        self.index = 0
+
+    def process(self, image: np.ndarray, prompt: str | None) -> np.ndarray:
+        from fractions import Fraction
+
+        from live3dpe.stream.engine import Work
+        from live3dpe.stream.frame import Frame
+        from live3dpe.stream.stages import naive_step
+
+        prompt = (prompt or "").strip() or None
+        if prompt != self.control.get().prompt_text:
+            self.control.update(prompt_text=prompt)
+        self.index += 1
+        work = Work(Frame(np.ascontiguousarray(image[..., :3]), self.index, Fraction(1, 10)), self.control.get())
+        return naive_step(self.stages, work)
+
+
+class UiHandlers:
+    """The functions behind the UI, plain Python so tests can call them without a browser."""
+
+    def __init__(self, styles: StyleBook, workdir: Path) -> None:
+        self.styles = styles
+        self.workdir = workdir
+        self._lock = threading.Lock()  # one model job at a time
+        self._face = None  # the face estimator, created on first use (mediapipe start-up is slow)
+
+    def _service(self, style: str) -> PortraitService:
+        return PortraitService(self.styles.get(style), estimator=self._estimator())
+
+    def _estimator(self):
+        if self._face is None:
+            from live3dpe.pose import FacePoseEstimator
+
+            self._face = FacePoseEstimator(max_faces=1, static_image=True)
+        return self._face
+
+    def edit(self, image, text, reference, style, yaw, pitch) -> tuple[Any, ...]:
+        with self._lock:
+            service = self._service(style)
+            result = service.edit(image, text, reference)
+            view = service.view(result.planes, yaw, pitch)
+        return result.crop, result.edited, view, {"style": style, "result": result}
+
+    def view(self, state: dict | None, yaw: float, pitch: float) -> np.ndarray:
+        result, style = self._require(state)
+        with self._lock:
+            return self._service(style).view(result.planes, yaw, pitch)
+
+    def orbit(self, state: dict | None) -> str:
+        result, style = self._require(state)
+        path = Path(tempfile.mkdtemp(dir=self.workdir)) / "orbit.mp4"
+        with self._lock:
+            return str(self._service(style).orbit_video(result.planes, path, frames=ORBIT_FRAMES))
+
+    def mesh(self, state: dict | None) -> str:
+        result, style = self._require(state)
+        path = Path(tempfile.mkdtemp(dir=self.workdir)) / "head.ply"
+        with self._lock:
+            return str(self._service(style).mesh(result.planes, path))
+
+    @staticmethod
+    def _require(state: dict | None) -> tuple[EditResult, str]:
+        if not state or "result" not in state:
+            raise ValueError("edit a portrait first")
+        return state["result"], state["style"]
+
+    def live(self, frame, prompt: str, style: str, session: LiveSession | None):
+        if frame is None:
+            return None, session
+        editor = self.styles.get(style)
+        if session is None or session.editor is not editor:
+            session = LiveSession(editor)
+        with self._lock:
+            return session.process(np.asarray(frame), prompt), session
+
+
+def build_app(styles: StyleBook, workdir: Path | None = None):
+    """The gradio Blocks app (not launched)."""
+    gr = _gradio()
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="live3dpe-ui-"))
+    h = UiHandlers(styles, workdir)
+
+    def guarded(fn):
+        """Turn our clear ValueErrors (no face, bad image) into messages shown in the UI."""
+
+        def run(*args):
+            try:
+                return fn(*args)
+            except ValueError as err:
+                raise gr.Error(str(err)) from None
+
+        run.__name__ = fn.__name__
+        return run
+
+    with gr.Blocks(title="live3dpe", analytics_enabled=False) as app:
+        gr.Markdown("# live3dpe\nEdit a portrait in 3D from a text or image prompt.")
+        with gr.Tab("Edit"):
+            with gr.Row():
+                with gr.Column():
+                    portrait = gr.Image(label="Portrait", sources=["upload", "webcam"], type="numpy")
+                    text = gr.Textbox(label="Text prompt", placeholder="e.g. a bronze statue", max_length=300)
+                    reference = gr.Image(label="…or a reference image prompt", sources=["upload"], type="numpy")
+                    style = gr.Dropdown(styles.names(), value=styles.default, label="Style (model)")
+                    go = gr.Button("Edit", variant="primary")
+                with gr.Column():
+                    crop = gr.Image(label="Detected face (aligned)", interactive=False)
+                    edited = gr.Image(label="Edited", interactive=False)
+                with gr.Column():
+                    yaw = gr.Slider(-45, 45, value=25, step=1, label="yaw (°)")
+                    pitch = gr.Slider(-25, 25, value=0, step=1, label="pitch (°)")
+                    novel = gr.Image(label="Novel view", interactive=False)
+                    with gr.Row():
+                        orbit_btn = gr.Button("Orbit video")
+                        mesh_btn = gr.Button("Mesh (.ply)")
+                    orbit = gr.Video(label="Orbit", interactive=False)
+                    mesh = gr.File(label="Mesh download", interactive=False)
+            state = gr.State()
+            go.click(guarded(h.edit), [portrait, text, reference, style, yaw, pitch], [crop, edited, novel, state], api_name="edit")
+            for slider in (yaw, pitch):
+                slider.release(guarded(h.view), [state, yaw, pitch], novel, api_name=False)
+            gr.Button("Render view", size="sm").click(guarded(h.view), [state, yaw, pitch], novel, api_name="view")
+            orbit_btn.click(guarded(h.orbit), state, orbit, api_name="orbit")
+            mesh_btn.click(guarded(h.mesh), state, mesh, api_name="mesh")
+
+        with gr.Tab("Webcam"):
+            gr.Markdown("A quick live try: frames go through the same pipeline as `live3dpe live`.")
+            with gr.Row():
+                cam = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy")
+                live_out = gr.Image(label="Edited", interactive=False)
+            with gr.Row():
+                live_prompt = gr.Textbox(label="Text prompt", max_length=300)
+                live_style = gr.Dropdown(styles.names(), value=styles.default, label="Style (model)")
+            session = gr.State()
+            cam.stream(
+                guarded(h.live), [cam, live_prompt, live_style, session], [live_out, session],
+                stream_every=0.2, time_limit=300, concurrency_limit=1, api_name="live_frame",
+            )
+    return app
+
+
+def launch(
+    model: str = "default",
+    device: str = "cpu",
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    max_upload_mb: float = 10.0,
+    block: bool = True,
+    styles: StyleBook | None = None,
+):
+    """Build and serve the app; returns (app, local URL). `block=False` returns at once."""
+    gr = _gradio()
+    if styles is None:
+        from live3dpe.model.editor import Editor
+
+        styles = StyleBook(Editor.load(model, device=device))
+    app = build_app(styles)
+    app.queue(default_concurrency_limit=1, max_size=16)
+    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts
+    _, url, _ = app.launch(
+        server_name=host,
+        server_port=port,
+        prevent_thread_lock=not block,
+        max_file_size=f"{max_upload_mb:g}mb",
+        ssr_mode=False,
+        quiet=True,
+        show_error=True,
+        theme=theme,
+    )
+    return app, url
