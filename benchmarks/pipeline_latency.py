@@ -1,0 +1,184 @@
+"""Sustained FPS and capture-to-sink latency of the streaming engine vs a naive sequential loop.
+
+Synthetic moving face at 640x480 and 1280x720; tiny preset on CPU, paper preset on GPU when
+present. The engine runs the real stages (pose -> model -> composite) in its threads with
+latest-frame-wins queues, fed by a camera-paced source; the naive loop runs the same stages
+one frame at a time (detect -> crop -> model -> paste). Writes
+benchmarks/results/pipeline_latency.json and .md.
+
+    python benchmarks/pipeline_latency.py [--seconds 10] [--source-fps 60] [--runs 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from live3dpe.model.editor import Editor
+from live3dpe.stream.control import Control
+from live3dpe.stream.engine import Engine, Work
+from live3dpe.stream.sinks import NullSink
+from live3dpe.stream.stages import build_stages, naive_step
+from live3dpe.stream.stats import Stats
+from live3dpe.stream.synthetic import SyntheticFaceSource
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GOAL_FPS_TINY_CPU = 25.0
+GOAL_SPEEDUP = 1.5
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_engine(editor, width: int, height: int, seconds: float, source_fps: float, warmup_s: float) -> dict:
+    """Live engine fed at `source_fps` like a camera; frames after the warm-up are measured."""
+    source = SyntheticFaceSource(width, height, fps=source_fps, realtime=True, cycle=int(source_fps * 4))
+    control = Control(prompt_text="golden statue")
+    stats = Stats()
+    engine = Engine(source, NullSink(), build_stages(editor), live=True, control=control, stats=stats,
+                    max_frames=int((seconds + warmup_s) * source_fps))  # fmt: skip
+    engine.start()
+    time.sleep(warmup_s)
+    out0, n_lat0, t0 = stats.frames_out, len(stats.latencies_ms), time.monotonic()
+    engine.join()
+    engine.source.close()
+    elapsed = time.monotonic() - t0
+    lat = np.asarray(stats.latencies_ms[n_lat0:])
+    snap = stats.snapshot()
+    return {
+        "fps": (stats.frames_out - out0) / elapsed,
+        "latency_ms_p50": float(np.percentile(lat, 50)),
+        "latency_ms_p95": float(np.percentile(lat, 95)),
+        "stage_ms": snap["stage_ms"],
+        "frames_in": stats.frames_in,
+        "frames_out": stats.frames_out,
+        "dropped": snap["dropped"],
+        "faults": snap["faults"],
+        "max_queue": max(q.high_water for q in engine.queues),
+    }
+
+
+def run_naive(editor, width: int, height: int, seconds: float, warmup_frames: int = 5) -> dict:
+    """One frame at a time: capture, detect, crop, model, paste, sink, repeat."""
+    source = SyntheticFaceSource(width, height, fps=30, cycle=120)
+    stages = build_stages(editor)
+    control = Control(prompt_text="golden statue").get()
+    for _ in range(warmup_frames):
+        naive_step(stages, Work(source.recv(), control))
+    lat, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        frame = source.recv()
+        frame.captured_ns = time.monotonic_ns()
+        naive_step(stages, Work(frame, control))
+        lat.append((time.monotonic_ns() - frame.captured_ns) / 1e6)
+    elapsed = time.monotonic() - t0
+    return {"fps": len(lat) / elapsed, "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p95": float(np.percentile(lat, 95))}
+
+
+def median_of(runs: list[dict], key: str) -> float:
+    return float(statistics.median(r[key] for r in runs))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--source-fps", type=float, default=60.0, help="camera rate of the synthetic source")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--preset", default=None, help="default: paper on CUDA, tiny on CPU")
+    p.add_argument("--sizes", default="640x480,1280x720")
+    p.add_argument("--note", default="", help="free text for the report (e.g. machine load)")
+    args = p.parse_args(argv)
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    preset = args.preset or ("paper" if device == "cuda" else "tiny")
+    editor = Editor.load(preset, device=device)
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    report = {
+        "benchmark": "pipeline_latency",
+        "commit": commit(),
+        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "preset": preset,
+        "precision": str(getattr(editor, "dtype", torch.float32)).replace("torch.", ""),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "source_fps": args.source_fps,
+        "seconds": args.seconds,
+        "runs": args.runs,
+        "note": args.note,
+        "results": [],
+    }
+    for w, h in sizes:
+        engine_runs, naive_runs = [], []
+        for _ in range(args.runs):  # interleaved so shared-machine load hits both alike
+            engine_runs.append(run_engine(editor, w, h, args.seconds, args.source_fps, args.warmup))
+            naive_runs.append(run_naive(editor, w, h, args.seconds))
+        row = {
+            "size": f"{w}x{h}",
+            "engine_fps": median_of(engine_runs, "fps"),
+            "engine_latency_ms_p50": median_of(engine_runs, "latency_ms_p50"),
+            "engine_latency_ms_p95": median_of(engine_runs, "latency_ms_p95"),
+            "naive_fps": median_of(naive_runs, "fps"),
+            "naive_latency_ms_p50": median_of(naive_runs, "latency_ms_p50"),
+            "naive_latency_ms_p95": median_of(naive_runs, "latency_ms_p95"),
+            "engine_runs": engine_runs,
+            "naive_runs": naive_runs,
+        }
+        row["speedup"] = row["engine_fps"] / row["naive_fps"] if row["naive_fps"] else None
+        report["results"].append(row)
+        print(f"{w}x{h}: engine {row['engine_fps']:.1f} fps (p50 {row['engine_latency_ms_p50']:.0f} ms), "
+              f"naive {row['naive_fps']:.1f} fps (p50 {row['naive_latency_ms_p50']:.0f} ms), x{row['speedup']:.2f}")  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "pipeline_latency.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "pipeline_latency.md").write_text(markdown(report))
+    return report
+
+
+def markdown(r: dict) -> str:
+    goal_fps = GOAL_FPS_TINY_CPU if r["preset"] == "tiny" else None
+    lines = [
+        "# Pipeline latency",
+        "",
+        f"Commit `{r['commit']}` · device {r['device']} · preset `{r['preset']}` · {r['precision']} · "
+        f"torch {r['torch']} ({r['torch_threads']} threads) · synthetic source paced at {r['source_fps']:g} fps · "
+        f"median of {r['runs']} runs of {r['seconds']:g} s.",
+        "",
+        "| size | engine FPS | engine p50 / p95 latency (ms) | naive FPS | naive p50 / p95 latency (ms) | speed-up | dropped (last run) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for x in r["results"]:
+        lines.append(
+            f"| {x['size']} | {x['engine_fps']:.1f} | {x['engine_latency_ms_p50']:.0f} / {x['engine_latency_ms_p95']:.0f} | "
+            f"{x['naive_fps']:.1f} | {x['naive_latency_ms_p50']:.0f} / {x['naive_latency_ms_p95']:.0f} | "
+            f"{x['speedup']:.2f}x | {x['engine_runs'][-1]['dropped']} |"
+        )
+    lines += ["", "Median ms per stage in the engine (last run):", ""]
+    for x in r["results"]:
+        st = x["engine_runs"][-1]["stage_ms"]
+        lines.append(f"- {x['size']}: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
+    lines += ["", f"Goals: engine speed-up >= {GOAL_SPEEDUP}x over naive"]
+    if goal_fps:
+        lines[-1] += f"; >= {goal_fps:g} FPS for the tiny preset on a 2-core CPU"
+    lines[-1] += "."
+    met = [x["speedup"] is not None and x["speedup"] >= GOAL_SPEEDUP and (goal_fps is None or x["engine_fps"] >= goal_fps) for x in r["results"]]
+    lines += ["", "Met: " + ", ".join(f"{x['size']} {'yes' if m else 'no'}" for x, m in zip(r["results"], met, strict=True))]
+    if r["note"]:
+        lines += ["", f"Note: {r['note']}"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
