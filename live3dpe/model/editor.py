@@ -1,0 +1,250 @@
+"""`Editor`: the inference API every other part of live3dpe codes against.
+
+Wraps an `EditorNet` with what a live filter needs and training does not: loading by name,
+strict input validation (no silent resizing), prompt caching, eval + inference mode, and
+deterministic ray sampling by default so a still face does not flicker.
+
+    editor = Editor.load("default")
+    x = editor.preprocess(aligned_uint8)                  # [B, 3, R, R] in [-1, 1]
+    planes = editor.encode(x, editor.encode_prompt(text="a smiling elf"))   # Eq. 2-3
+    out = editor.render(planes, Camera.from_yaw_pitch(0.5, 0.0))
+    frames = editor.postprocess(out.image)                # uint8 [B, S, S, 3]
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .cameras import Camera
+from .checkpoint import CheckpointMeta, build_net, load_checkpoint
+from .config import PRESETS, ModelConfig, get_preset
+from .layers import check_image_batch
+from .prompts import PromptCache, PromptEncoder
+from .text_prompt import DEFAULT_TEXT_BACKEND, HFTextBackend, make_text_backend
+from .types import Planes, PromptEmbedding, RenderOutput
+
+if TYPE_CHECKING:
+    from .network import EditorNet
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default_tiny.safetensors"
+RANDOM_INIT_SEED = 0
+
+
+class Editor:
+    """Inference-only 3DPE editor on one device and dtype. Build it with `Editor.load`."""
+
+    def __init__(
+        self,
+        net: EditorNet,
+        *,
+        weights_version: str,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        text_backend: HFTextBackend | None = None,
+        meta: CheckpointMeta | None = None,
+    ) -> None:
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point type, got {dtype}")
+        self.device = torch.device(device)
+        self.dtype = dtype
+        # channels-last lets cuDNN pick its fast NHWC convolution kernels; on CPU it only costs copies.
+        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self.net = net.to(device=self.device, dtype=dtype, memory_format=self.memory_format).eval().requires_grad_(False)
+        self.config: ModelConfig = net.cfg
+        self.meta = meta
+        self.weights_version = weights_version
+        self.prompts = PromptEncoder(self.net, text_backend, weights_version, PromptCache())
+
+    # ----------------------------------------------------------------------------- loading
+    @classmethod
+    def load(
+        cls,
+        source: str | os.PathLike = "default",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        *,
+        text_backend: str | HFTextBackend | None = None,
+    ) -> Editor:
+        """An editor from "default" (bundled trained tiny weights), a preset name (random
+        weights, with a warning) or one of our `.safetensors` checkpoints.
+
+        text_backend: a back-end or spec ("minilm", "clip:<dir>"); default: the one the
+        checkpoint was trained with.
+        """
+        source_str = os.fspath(source)
+        if source_str == "default":
+            if DEFAULT_WEIGHTS.is_file():
+                return cls._from_checkpoint(DEFAULT_WEIGHTS, device, dtype, text_backend)
+            message = (
+                f"no trained default weights at {DEFAULT_WEIGHTS}: using RANDOMLY INITIALISED 'tiny' weights, "
+                "the output will be noise. Train some (live3dpe train) or import the official ones "
+                "(live3dpe weights import) and pass the .safetensors path."
+            )
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            log.warning(message)
+            return cls._random("tiny", device, dtype, text_backend)
+        if source_str in PRESETS:
+            message = f"preset {source_str!r} has RANDOM weights: for shapes, timing and tests only"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            log.warning(message)
+            return cls._random(source_str, device, dtype, text_backend)
+        path = Path(source_str)
+        if path.suffix == ".safetensors":
+            return cls._from_checkpoint(path, device, dtype, text_backend)
+        if path.suffix in (".pt", ".pth", ".pkl"):
+            raise ValueError(
+                f"{path} is not a live3dpe checkpoint; convert it first: live3dpe weights import {path} OUT.safetensors"
+            )
+        raise ValueError(
+            f"cannot load {source_str!r}: expected 'default', a preset ({', '.join(sorted(PRESETS))}) "
+            "or a .safetensors checkpoint path"
+        )
+
+    @classmethod
+    def _random(cls, preset: str, device, dtype, text_backend) -> Editor:
+        """Reproducible random weights (fixed seed, global RNG untouched)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            net = build_net(get_preset(preset))
+        backend = cls._backend(text_backend, DEFAULT_TEXT_BACKEND, device, explicit=text_backend is not None)
+        return cls(net, weights_version=f"random-{preset}-seed{RANDOM_INIT_SEED}", device=device, dtype=dtype, text_backend=backend)
+
+    @classmethod
+    def _from_checkpoint(cls, path: Path, device, dtype, text_backend) -> Editor:
+        net, meta = load_checkpoint(path)
+        backend = cls._backend(text_backend, meta.text_backend, device, explicit=text_backend is not None)
+        log.info("loaded %s (preset %s, sha256 %s...)", path, meta.preset, meta.sha256[:12])
+        return cls(net, weights_version=meta.sha256, device=device, dtype=dtype, text_backend=backend, meta=meta)
+
+    @staticmethod
+    def _backend(given: str | HFTextBackend | None, recorded: str, device, explicit: bool) -> HFTextBackend | None:
+        """The text back-end: as given, else the recorded one. A recorded back-end that is not
+        available here (e.g. a CLIP dir from another machine) only disables text prompts."""
+        if isinstance(given, HFTextBackend):
+            return given
+        spec = given or recorded
+        try:
+            return make_text_backend(spec, device)
+        except (FileNotFoundError, RuntimeError, OSError) as err:
+            if explicit:
+                raise
+            log.warning("text back-end %r unavailable (%s): text prompts disabled, image prompts still work", spec, err)
+            return None
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def input_resolution(self) -> int:
+        return self.config.input_resolution
+
+    @property
+    def output_resolution(self) -> int:
+        return self.config.render.output_resolution
+
+    @property
+    def text_backend(self) -> HFTextBackend | None:
+        return self.prompts.text_backend
+
+    def __repr__(self) -> str:
+        return f"Editor(preset={self.config.name!r}, device={self.device}, dtype={self.dtype}, weights={self.weights_version[:16]})"
+
+    # ----------------------------------------------------------------------------- pipeline
+    def encode_prompt(self, text: str | None = None, image: np.ndarray | None = None) -> PromptEmbedding:
+        """Text or one uint8 RGB reference image -> prompt tokens [1, N, ref_dim] (cached)."""
+        return self.prompts(text=text, image=image)
+
+    def preprocess(self, image: np.ndarray) -> Tensor:
+        """uint8 RGB [H, W, 3] or [B, H, W, 3] at input_resolution -> [B, 3, R, R] in [-1, 1].
+
+        The image must already be the aligned crop: a wrong size is an error, never resized.
+        """
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"image must be a numpy uint8 array, got {type(image).__name__}")
+        if image.dtype != np.uint8:
+            raise TypeError(f"image must be uint8 RGB, got {image.dtype}")
+        a = image[None] if image.ndim == 3 else image
+        r = self.input_resolution
+        if a.ndim != 4 or a.shape[-1] != 3:
+            raise ValueError(f"image must be [H, W, 3] or [B, H, W, 3] RGB, got shape {image.shape}")
+        if a.shape[1:3] != (r, r):
+            raise ValueError(f"image must be {r}x{r} (the aligned crop; no implicit resizing), got {a.shape[1]}x{a.shape[2]}")
+        x = torch.from_numpy(np.ascontiguousarray(a)).to(self.device).permute(0, 3, 1, 2)
+        x = x.to(self.dtype) / 127.5 - 1.0
+        return x.contiguous(memory_format=self.memory_format)
+
+    def encode(self, image: Tensor, prompt: PromptEmbedding | None = None) -> Planes:
+        """Image [B, 3, R, R] in [-1, 1] (+ prompt) -> triplane. No prompt = the 3D prior (Live3D)."""
+        check_image_batch(image, "image", (3,), self.input_resolution)
+        image = image.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+        tokens = None
+        if prompt is not None:
+            if not isinstance(prompt, PromptEmbedding):
+                raise TypeError(f"prompt must be a PromptEmbedding (see encode_prompt) or None, got {type(prompt).__name__}")
+            tokens = prompt.tokens
+            if tokens.ndim != 3 or tokens.shape[-1] != self.config.ref_dim or tokens.shape[0] not in (1, image.shape[0]):
+                raise ValueError(
+                    f"prompt tokens must be [1 or {image.shape[0]}, N, {self.config.ref_dim}], got {tuple(tokens.shape)}"
+                )
+            tokens = tokens.to(device=self.device, dtype=self.dtype)
+        with torch.inference_mode():
+            return Planes(self.net.encoder(image, tokens))
+
+    def render(self, planes: Planes, camera: Camera | Tensor, deterministic: bool = True) -> RenderOutput:
+        """Render planes from camera(s) [B, 25] (or one [25]). One plane set with K cameras renders
+        K views; B plane sets with one camera render all from it."""
+        if not isinstance(planes, Planes):
+            raise TypeError(f"planes must be Planes (from encode), got {type(planes).__name__}")
+        label = camera.label if isinstance(camera, Camera) else camera
+        if not isinstance(label, Tensor):
+            raise TypeError(f"camera must be a Camera or a [B, 25] tensor, got {type(camera).__name__}")
+        if label.ndim == 1:
+            label = label[None]
+        if label.ndim != 2 or label.shape[1] != 25:
+            raise ValueError(f"camera label must be [B, 25] or [25], got {tuple(label.shape)}")
+        if not bool(torch.isfinite(label).all()):
+            raise ValueError("camera label contains NaN or Inf")
+        p = planes.tensor.to(self.device)
+        label = label.to(device=self.device, dtype=torch.float32)
+        if p.shape[0] != label.shape[0]:
+            if p.shape[0] == 1:
+                p = p.expand(label.shape[0], -1, -1, -1)
+            elif label.shape[0] == 1:
+                label = label.expand(p.shape[0], -1)
+            else:
+                raise ValueError(f"batch mismatch: {p.shape[0]} plane sets but {label.shape[0]} cameras")
+        with torch.inference_mode():
+            return self.net.renderer(p, label, deterministic=deterministic)
+
+    @staticmethod
+    def postprocess(image: Tensor) -> np.ndarray:
+        """[B, 3, S, S] in [-1, 1] -> uint8 [B, S, S, 3], quantised as EG3D does (x * 127.5 + 128, clamped)."""
+        if not isinstance(image, Tensor) or image.ndim != 4 or image.shape[1] != 3:
+            shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise ValueError(f"image must be a [B, 3, S, S] tensor, got {shape}")
+        with torch.inference_mode():
+            out = (image.detach().float().permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+        return out.cpu().numpy()
+
+    def edit(
+        self,
+        image: np.ndarray,
+        prompt: str | np.ndarray | PromptEmbedding | None = None,
+        cameras: Camera | Tensor | None = None,
+    ) -> np.ndarray:
+        """One call: aligned uint8 crop(s) + prompt (text, reference image, embedding or None)
+        -> edited uint8 [B, S, S, 3], frontal unless `cameras` are given."""
+        x = self.preprocess(image)
+        if isinstance(prompt, str):
+            prompt = self.encode_prompt(text=prompt)
+        elif isinstance(prompt, np.ndarray):
+            prompt = self.encode_prompt(image=prompt)
+        planes = self.encode(x, prompt)
+        return self.postprocess(self.render(planes, cameras if cameras is not None else Camera.frontal(x.shape[0])).image)
