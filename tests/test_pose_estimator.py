@@ -1,0 +1,119 @@
+"""The estimator on a real photo (skimage astronaut, public domain) and on awkward frames."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage.data import astronaut
+
+from live3dpe.pose import FacePoseEstimator
+from live3dpe.pose.estimator import iou, select_face
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return astronaut()
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    with FacePoseEstimator(static_image=True) as est:
+        yield est
+
+
+@pytest.fixture(scope="module")
+def base(estimator, photo):
+    obs = estimator(photo)
+    assert obs is not None
+    return obs
+
+
+def test_detects_the_face_with_the_contract_fields(base, photo):
+    assert base.landmarks.shape == (478, 3) and base.landmarks.dtype == np.float32
+    x0, y0, x1, y1 = base.bbox
+    assert 0 <= x0 < x1 <= photo.shape[1] and 0 <= y0 < y1 <= photo.shape[0]
+    assert base.camera.shape == (25,) and base.camera.dtype == np.float32
+    assert base.crop_affine.shape == (2, 3) and base.crop_inverse.shape == (2, 3)
+    np.testing.assert_allclose(
+        np.vstack([base.crop_affine, [0, 0, 1]]) @ np.vstack([base.crop_inverse, [0, 0, 1]]), np.eye(3), atol=1e-4
+    )
+    assert base.rotation.shape == (3, 3) and base.translation.shape == (3,) and base.translation[2] > 0
+    assert 0 < base.score <= 1 and len(base.all_faces) == 1
+    assert abs(base.yaw) < 20 and abs(base.pitch) < 20 and abs(base.roll) < 15  # a near-frontal portrait
+
+
+def test_crop_centres_the_face(base):
+    eyes = base.landmarks[[33, 133, 263, 362], :2]
+    crop = eyes @ base.crop_affine[:, :2].T + base.crop_affine[:, 2]
+    centre = crop.mean(0)
+    assert 200 < centre[0] < 312 and 180 < centre[1] < 300
+
+
+def test_horizontal_flip_negates_yaw(estimator, photo, base):
+    flipped = estimator(np.ascontiguousarray(photo[:, ::-1]))
+    assert abs(flipped.yaw + base.yaw) < 2.0
+    assert abs(flipped.roll + base.roll) < 2.0
+    assert abs(flipped.pitch - base.pitch) < 2.0
+
+
+@pytest.mark.parametrize("theta", [-20.0, 12.0, 25.0])
+def test_in_plane_rotation_changes_roll_by_theta(estimator, photo, base, theta):
+    M = cv2.getRotationMatrix2D((255.5, 255.5), theta, 1.0)  # counter-clockwise for theta > 0
+    rotated = cv2.warpAffine(photo, M, (512, 512), borderMode=cv2.BORDER_REFLECT_101)
+    obs = estimator(rotated)
+    assert abs((obs.roll - base.roll) - theta) < 2.0
+
+
+def test_no_face_gives_none(estimator):
+    assert estimator(np.full((480, 640, 3), 127, np.uint8)) is None
+    assert estimator(np.zeros((1, 1, 3), np.uint8)) is None
+
+
+def test_gray_rgba_and_odd_sizes(estimator, photo, base):
+    gray = estimator(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY))
+    assert gray is not None and abs(gray.yaw - base.yaw) < 5
+    rgba = estimator(np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)]))
+    assert rgba is not None and abs(rgba.yaw - base.yaw) < 1e-3
+    odd = estimator(np.ascontiguousarray(photo[3:500, 1:507]))  # 497 x 506
+    assert odd is not None and odd.frame_size == (506, 497)
+
+
+def test_face_at_the_border_is_padded_not_a_crash(estimator, photo):
+    from live3dpe.pose.align import warp_crop
+
+    shifted = np.ascontiguousarray(photo[:, 150:])  # the face's left side at the frame edge
+    obs = estimator(shifted)
+    if obs is not None:
+        crop = warp_crop(shifted, obs.crop_affine, obs.crop_size)
+        assert crop.shape == (512, 512, 3)
+
+
+def test_bad_frames_are_named(estimator):
+    with pytest.raises(ValueError, match="uint8"):
+        estimator(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        estimator(np.zeros((10, 10, 2), np.uint8))
+
+
+def test_selection_prefers_large_central_faces_then_sticks():
+    frame = (640, 480)
+    small_centre = (300, 220, 340, 260)
+    large_side = (20, 20, 220, 220)
+    large_centre = (220, 140, 420, 340)
+    assert select_face([small_centre, large_centre, large_side], frame) == 1
+    # once following the side face, a larger central one does not steal the track
+    assert select_face([large_centre, (25, 22, 225, 222)], frame, previous=large_side) == 1
+    # the followed face gone: re-acquire by salience
+    assert select_face([small_centre, large_centre], frame, previous=large_side) == 1
+    assert iou(large_side, large_side) == 1.0 and iou(large_side, large_centre) == 0.0
+
+
+def test_two_faces_are_all_reported(photo):
+    head = photo[20:280, 110:330]  # 260 x 220 around the face
+    canvas = np.full((300, 420, 3), 200, np.uint8)
+    canvas[20:280, :220] = head
+    canvas[60:255, 230:395] = cv2.resize(head, (165, 195))
+    with FacePoseEstimator(static_image=True) as est:
+        obs = est(canvas)
+    assert obs is not None and len(obs.all_faces) == 2
+    assert obs.bbox[2] < 220  # the larger face is followed
