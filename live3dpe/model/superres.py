@@ -4,9 +4,10 @@ Two StyleGAN2 synthesis blocks, each upsampling x2, all layers modulated by the 
 vector (the renderer's learned `const`; no mapping network, no noise). CONVENTIONS.md §9.
 
 Because the style never changes, modulation and demodulation are constants:
-`FoldedSuperResolution.from_modulated` precomputes the effective weights once and fuses
-each transposed conv with its 4x4 FIR into one 6x6 transposed conv, giving an ordinary
-conv net that runs fast on GPU.
+`FoldedSuperResolution.from_modulated` precomputes the effective weights once, giving an
+ordinary conv net (no per-call affine/demodulation, no activation rescaling passes). The
+FIR stays a separate depthwise pass: merging it into the dense transposed conv (one 6x6
+kernel) would quadruple the dense multiply-adds.
 """
 from __future__ import annotations
 
@@ -167,36 +168,27 @@ class SuperResolution(nn.Module):
         return self.block1(x, img, w, self.fir)[1]
 
 
-def _up_conv_kernel(weight: Tensor, f: Tensor) -> Tensor:
-    """Fuse a stride-2 transposed 3x3 conv and the following pad-1 FIR x4 into one 6x6 kernel.
-
-    weight: [O, I, 3, 3] -> [I, O, 6, 6] for conv_transpose2d(stride=2, padding=2):
-    K = full 2-D correlation of each 3x3 tap set with 4f.
-    """
-    n_out, n_in = weight.shape[:2]
-    k = F.conv2d(F.pad(weight.reshape(n_out * n_in, 1, 3, 3), (3, 3, 3, 3)), (f * 4)[None, None].to(weight.dtype))
-    return k.reshape(n_out, n_in, 6, 6).transpose(0, 1).contiguous()
-
-
 class FoldedBlock(nn.Module):
     """One `SynthesisBlock` with its style baked in (non-persistent buffers: derived, never saved)."""
 
     def __init__(self, block: SynthesisBlock, w: Tensor, f: Tensor) -> None:
         super().__init__()
         for name, t in {
-            "up_weight": _up_conv_kernel(block.conv0.folded_weight(w), f),
+            "up_weight": block.conv0.folded_weight(w).transpose(0, 1),
             "up_bias": block.conv0.bias,
             "conv_weight": block.conv1.folded_weight(w),
             "conv_bias": block.conv1.bias,
             "rgb_weight": block.torgb.folded_weight(w),
             "rgb_bias": block.torgb.bias,
+            "fir": f,
             "skip_kernel": (f * 4)[None, None].expand(3, 1, 4, 4),
         }.items():
             self.register_buffer(name, t.detach().clone(), persistent=False)
 
     def forward(self, x: Tensor, img: Tensor) -> tuple[Tensor, Tensor]:
         """Same contract as `SynthesisBlock.forward` (skip upsampling = stride-2 transposed FIR)."""
-        x = F.leaky_relu(F.conv_transpose2d(x, self.up_weight, self.up_bias, stride=2, padding=2), 0.2) * _SQRT2
+        x = _fir(F.conv_transpose2d(x, self.up_weight, stride=2), self.fir * 4, (1, 1))
+        x = F.leaky_relu(x + self.up_bias[None, :, None, None], 0.2) * _SQRT2
         x = F.leaky_relu(F.conv2d(x, self.conv_weight, self.conv_bias, padding=1), 0.2) * _SQRT2
         img = F.conv_transpose2d(img, self.skip_kernel, stride=2, padding=1, groups=img.shape[1])
         return x, img + F.conv2d(x, self.rgb_weight, self.rgb_bias)
