@@ -1,0 +1,54 @@
+"""Motion-adaptive smoothing of successive triplanes against flicker.
+
+Per-frame encodings of a still face differ by noise that shows as shimmering texture; an
+exponential moving average removes it but ghosts when the face moves. The weight of the new
+triplane therefore grows with the measured motion: still -> heavy smoothing, fast -> follow.
+A triplane far from the running average (a cut, a new person) replaces it outright.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class TriplaneSmoother:
+    """EMA over triplanes [B, C, R, R] with new-sample weight
+    w = min_weight + (1 - min_weight) * clamp(motion / full_motion, 0, 1).
+
+    motion: any non-negative speed (ObservationFilter's: face sizes per second); full_motion:
+    the speed at which no smoothing is left; cut_threshold: relative RMS change
+    |new - avg| / |avg| above which the average restarts (None: never).
+    """
+
+    min_weight: float = 0.25
+    full_motion: float = 0.5
+    cut_threshold: float | None = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_weight <= 1 or self.full_motion <= 0:
+            raise ValueError(f"need 0 < min_weight <= 1 and full_motion > 0, got {self.min_weight}, {self.full_motion}")
+        self._avg: Tensor | None = None
+
+    def reset(self) -> None:
+        self._avg = None
+
+    def weight(self, motion: float) -> float:
+        """The new triplane's weight for a given motion."""
+        m = min(max(float(motion), 0.0) / self.full_motion, 1.0)
+        return self.min_weight + (1.0 - self.min_weight) * m
+
+    @torch.no_grad()
+    def __call__(self, planes: Tensor, motion: float) -> Tensor:
+        if self._avg is None or self._avg.shape != planes.shape or self._avg.device != planes.device:
+            self._avg = planes.detach().clone()
+            return planes
+        if self.cut_threshold is not None:
+            change = torch.linalg.vector_norm(planes - self._avg) / torch.linalg.vector_norm(self._avg).clamp_min(1e-8)
+            if change > self.cut_threshold:
+                self._avg = planes.detach().clone()
+                return planes
+        self._avg.lerp_(planes.detach().to(self._avg.dtype), self.weight(motion))
+        return self._avg.clone()
