@@ -27,7 +27,7 @@ from .checkpoint import CheckpointMeta, build_net, load_checkpoint
 from .config import PRESETS, ModelConfig, get_preset
 from .layers import check_image_batch
 from .prompts import PromptCache, PromptEncoder
-from .text_prompt import DEFAULT_TEXT_BACKEND, HFTextBackend, make_text_backend
+from .text_prompt import DEFAULT_TEXT_BACKEND, TextBackend, make_text_backend
 from .types import Planes, PromptEmbedding, RenderOutput
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class Editor:
         weights_version: str,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
-        text_backend: HFTextBackend | None = None,
+        text_backend: TextBackend | None = None,
         meta: CheckpointMeta | None = None,
     ) -> None:
         if not dtype.is_floating_point:
@@ -72,7 +72,7 @@ class Editor:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         *,
-        text_backend: str | HFTextBackend | None = None,
+        text_backend: str | TextBackend | None = None,
     ) -> Editor:
         """An editor from "default" (bundled trained tiny weights), a preset name (random
         weights, with a warning) or one of our `.safetensors` checkpoints.
@@ -126,10 +126,12 @@ class Editor:
         return cls(net, weights_version=meta.sha256, device=device, dtype=dtype, text_backend=backend, meta=meta)
 
     @staticmethod
-    def _backend(given: str | HFTextBackend | None, recorded: str, device, explicit: bool) -> HFTextBackend | None:
+    def _backend(given: str | TextBackend | None, recorded: str, device, explicit: bool) -> TextBackend | None:
         """The text back-end: as given, else the recorded one. A recorded back-end that is not
         available here (e.g. a CLIP dir from another machine) only disables text prompts."""
-        if isinstance(given, HFTextBackend):
+        if given is not None and not isinstance(given, str):
+            if not isinstance(given, TextBackend):
+                raise TypeError(f"text_backend must be a spec string or a TextBackend, got {type(given).__name__}")
             return given
         spec = given or recorded
         try:
@@ -150,7 +152,7 @@ class Editor:
         return self.config.render.output_resolution
 
     @property
-    def text_backend(self) -> HFTextBackend | None:
+    def text_backend(self) -> TextBackend | None:
         return self.prompts.text_backend
 
     def __repr__(self) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .text_prompt import HFTextBackend
+from .text_prompt import TextBackend
 from .types import PromptEmbedding
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class PromptEncoder:
     def __init__(
         self,
         net: EditorNet,
-        text_backend: HFTextBackend | None,
+        text_backend: TextBackend | None,
         weights_version: str,
         cache: PromptCache | None = None,
     ) -> None:
@@ -122,7 +122,7 @@ class PromptEncoder:
         key = ("image", image_digest(image), IMAGE_BACKEND, self.weights_version)
         return self.cache.get_or_create(key, lambda: self._encode_image(image, key))
 
-    def _require_text_backend(self) -> HFTextBackend:
+    def _require_text_backend(self) -> TextBackend:
         if self.text_backend is None:
             raise RuntimeError("no text back-end configured; load the editor with a text_backend to use text prompts")
         projection = getattr(self.net, "text_prompt", None)

@@ -16,6 +16,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,16 @@ class TextFeatures:
 
     tokens: Tensor  # [1, L, D]
     pooled: Tensor  # [1, D]
+
+
+@runtime_checkable
+class TextBackend(Protocol):
+    """What the prompt side needs from a frozen text encoder."""
+
+    name: str  # identifies encoder + weights in cache keys and checkpoint metadata
+    dim: int  # width of its token features
+
+    def encode(self, text: str) -> TextFeatures: ...
 
 
 class TextPromptProjection(nn.Module):
@@ -163,7 +174,7 @@ class CLIPTextBackend(HFTextBackend):
         return out.pooler_output
 
 
-def make_text_backend(spec: str = DEFAULT_TEXT_BACKEND, device: str | torch.device = "cpu") -> HFTextBackend:
+def make_text_backend(spec: str = DEFAULT_TEXT_BACKEND, device: str | torch.device = "cpu") -> TextBackend:
     """Back-end from its spec string: "minilm" or "clip:<local dir>"."""
     if spec == "minilm":
         return MiniLMTextBackend(device)
