@@ -1,7 +1,7 @@
 """Renderer vs. the official 3DPE vectors d (planes + decoder), e (ray marcher), f (super-resolution).
 
-Weights: the reference synth_weights rule applied to the official renderer keys, loaded onto
-our parameter names (CONVENTIONS.md §2, §5, §6, §8, §9, §10).
+Weights: the reference synth_weights rule applied to the official renderer keys, placed on our
+parameters through the importer's key table (CONVENTIONS.md §2, §5, §6, §8, §9, §10).
 """
 from __future__ import annotations
 
@@ -12,17 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from live3dpe.model.config import PAPER
+from live3dpe.model.config import PAPER, TINY
+from live3dpe.model.importer import RENDERER, official_key_map
+from live3dpe.model.network import EditorNet
 from live3dpe.model.raymarcher import raymarch
 from live3dpe.model.renderer import TriplaneRenderer
 from live3dpe.model.triplane import sample_triplane
-
-
-def official_key(local: str) -> str:
-    """Our renderer parameter name -> official `renderer_state_dict` key."""
-    if local.startswith("decoder."):
-        return local.replace("decoder.hidden.", "decoder.net.0.").replace("decoder.out.", "decoder.net.2.")
-    return local.replace("superres.", "superresolution.", 1)
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +30,16 @@ def reference(conformance_dir):
 
 
 @pytest.fixture(scope="module")
-def renderer(reference) -> TriplaneRenderer:
+def renderer(reference):
     synth, _, conformance_dir = reference
     layout = json.loads((conformance_dir.parent / "official_3dpe_checkpoint_layout.json").read_text())["renderer_state_dict"]
     checksums = json.loads((conformance_dir / "synth_weight_checksums.json").read_text())["renderer_state_dict"]
-    model = TriplaneRenderer(PAPER).eval()
+    model = TriplaneRenderer(PAPER).eval()  # what EditorNet(PAPER).renderer is
+    # the renderer's key table does not depend on the preset: read it off a cheap tiny net
+    official = {k.removeprefix("renderer."): key for k, (section, key) in official_key_map(EditorNet(TINY)).items() if section == RENDERER}
     state = {}
     for name, param in model.state_dict().items():
-        key = official_key(name)
+        key = official[name]
         assert key in layout, f"{name} maps to unknown official key {key}"
         assert list(param.shape) == layout[key]["shape"], key
         state[name] = torch.from_numpy(synth.synth_weight(key, param.shape))
@@ -51,7 +48,7 @@ def renderer(reference) -> TriplaneRenderer:
         assert state[name].reshape(-1)[0].item() == pytest.approx(first, rel=1e-6)
     model.load_state_dict(state, strict=True)
     # Every official key is either loaded or a documented constant / unused noise input.
-    unmapped = set(layout) - {official_key(n) for n in state}
+    unmapped = set(layout) - {official[n] for n in state}
     assert all(k.endswith(("resample_filter", "noise_const", "noise_strength")) for k in unmapped), unmapped
     # the official resample_filter (kept constructor value) is the FIR our SR uses
     k = np.array([1.0, 3.0, 3.0, 1.0])
