@@ -139,3 +139,68 @@ def test_bad_inputs(net, tmp_path):
     with pytest.raises(TypeError):
         save_checkpoint(net, tmp_path / "y.safetensors", {"bad": object()})
     assert not (tmp_path / "y.safetensors").exists()
+
+
+def _official_file(net, path, live3d_only=False):
+    from live3dpe.model.importer import ENCODER, export_official
+
+    official = {s: {k: v.clone() for k, v in d.items()} for s, d in export_official(net).items()}
+    if live3d_only:  # a Live3D reconstruction encoder: the encoder keys without the prompt side
+        official = {ENCODER: {k: v for k, v in official[ENCODER].items() if not k.startswith("Ref_encoder.")}}
+    torch.save(official, path)
+    return path
+
+
+def test_cli_import_official_and_info(net, tmp_path, capsys):
+    from live3dpe.cli import main
+
+    src = _official_file(net, tmp_path / "3dpe.pt")
+    out = tmp_path / "imported.safetensors"
+    assert main(["weights", "import", str(src), str(out), "--preset", "tiny"]) == 0
+    printed = capsys.readouterr().out
+    assert "mapped" in printed and "text_prompt." in printed  # our text projection has no official source
+    loaded, meta = load_checkpoint(out)
+    for k, v in net.state_dict().items():
+        if not k.startswith("text_prompt."):
+            assert torch.equal(loaded.state_dict()[k], v), k
+    assert meta.training["import_kind"] == "3dpe" and meta.training["imported_from"] == "3dpe.pt"
+    assert meta.training["left_as_is"] == ["text_prompt"]
+
+    assert main(["weights", "info", str(out), "--verify"]) == 0
+    printed = capsys.readouterr().out
+    assert "tiny" in printed and meta.sha256 in printed and "verified" in printed
+
+    data = bytearray(out.read_bytes())
+    data[-3] ^= 0xFF
+    out.write_bytes(bytes(data))
+    assert main(["weights", "info", str(out), "--verify"]) == 1
+    assert "checksum mismatch" in capsys.readouterr().err
+
+
+def test_cli_import_live3d_encoder_onto_base(net, saved, tmp_path):
+    from live3dpe.cli import main
+
+    torch.manual_seed(7)
+    other = build_net(TINY)
+    src = _official_file(other, tmp_path / "live3d_lt.pt", live3d_only=True)
+    out = tmp_path / "lt.safetensors"
+    assert main(["weights", "import", str(src), str(out), "--kind", "live3d-lt", "--base", str(saved)]) == 0
+    loaded = load_checkpoint(out)[0].state_dict()
+    base, prior = net.state_dict(), other.state_dict()
+    for k, v in loaded.items():
+        from_prior = k.startswith("encoder.") and not k.startswith("encoder.cross_attention.")
+        assert torch.equal(v, prior[k] if from_prior else base[k]), k
+
+
+def test_cli_import_errors(tmp_path, saved, capsys):
+    from live3dpe.cli import main
+
+    assert main(["weights", "import", str(tmp_path / "missing.pt"), str(tmp_path / "o.safetensors")]) == 1
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    torch.save({"encoder_state_dict": {"nonsense": torch.zeros(1)}, "renderer_state_dict": {}}, bad)
+    assert main(["weights", "import", str(bad), str(tmp_path / "o.safetensors"), "--preset", "tiny"]) == 1
+    assert "nonsense" in capsys.readouterr().err
+    assert not (tmp_path / "o.safetensors").exists()
+    assert main(["weights", "import", str(bad), str(tmp_path / "o.safetensors"), "--base", str(saved), "--preset", "paper"]) == 1
+    assert "--base is preset 'tiny'" in capsys.readouterr().err
