@@ -122,6 +122,13 @@ def test_missing_section_is_named(paper_net, layout):
         import_official(paper_net, {ENCODER: {"encoder.conv1.weight": [1, 2]}, RENDERER: {}})
 
 
+def test_non_dict_file_is_rejected(paper_net, tmp_path):
+    path = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(ValueError, match="dict of state dicts"):
+        import_official(paper_net, path)
+
+
 def test_tiny_roundtrip_through_a_file(tmp_path):
     torch.manual_seed(0)
     src, dst = EditorNet(TINY), EditorNet(TINY)

@@ -155,9 +155,10 @@ class ImportReport:
 
 def read_checkpoint(source: str | PathLike | Mapping) -> Mapping:
     """A checkpoint dict from a path (`torch.load`, weights only, on CPU) or as given."""
-    if isinstance(source, Mapping):
-        return source
-    return torch.load(source, map_location="cpu", weights_only=True)
+    ckpt = source if isinstance(source, Mapping) else torch.load(source, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, Mapping):
+        raise ValueError(f"checkpoint must be a dict of state dicts, got {type(ckpt).__name__}")
+    return ckpt
 
 
 def _section(ckpt: Mapping, name: str) -> Mapping[str, Tensor]:
