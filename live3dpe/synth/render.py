@@ -115,7 +115,7 @@ def _albedo(scene: Scene, frags: Fragments, sel: np.ndarray, part: np.ndarray) -
         albedo[hair] *= (1 + app.hair_streaks * streak)[:, None]
     if app.veins:
         rest = np.einsum("nk,nkj->nj", b, mesh.rest[tri])
-        v = np.abs(np.sin(rest @ np.array([9.0, 14.0, 5.0]) + 4.0 * _solid_noise(rest, 12.0)))
+        v = np.abs(np.sin(rest @ np.array([14.0, 22.0, 8.0]) + 4.0 * _solid_noise(rest, 12.0)))
         albedo *= (1 - app.veins * np.exp(-((v / 0.12) ** 2)))[:, None]
     return albedo
 
@@ -164,15 +164,13 @@ def _posterize(rgb: np.ndarray, palette: tuple) -> np.ndarray:
 
 
 def _sketch(rgb, facing, rest, tris, b, strength: float) -> np.ndarray:
-    """Charcoal on paper: tone becomes hatch density, silhouettes get dark strokes."""
+    """Charcoal on paper: grey tone, hatching in the shadows, dark strokes on silhouettes."""
     p = np.einsum("nk,nkj->nj", b, rest[tris])
-    lum = np.clip(rgb @ np.array([0.3, 0.59, 0.11]) * 1.3, 0, 1)
-    hatch = 0.5 + 0.5 * np.sin((p @ np.array([1.0, 1.0, 0.3])) * 160.0)
-    tone = np.where(hatch > lum, 0.35 + 0.4 * lum, 0.95)
-    contour = np.clip((0.35 - facing) / 0.35, 0, 1)
-    g = np.clip(tone * (1 - 0.85 * contour), 0, 1)
-    paper = np.array([0.95, 0.93, 0.88])
-    out = g[:, None] * paper
+    lum = np.clip((rgb @ np.array([0.3, 0.59, 0.11]) - 0.1) * 1.6, 0, 1)
+    hatch = (np.sin((p @ np.array([1.0, 0.7, 0.4])) * 900.0) > 0.3) * np.clip(0.7 - lum, 0, 1)
+    contour = np.clip((0.4 - facing) / 0.4, 0, 1) ** 2
+    g = np.clip((0.25 + 0.75 * lum) * (1 - 0.6 * hatch) * (1 - 0.8 * contour), 0, 1)
+    out = g[:, None] * np.array([0.95, 0.93, 0.88])
     return rgb * (1 - strength) + out * strength
 
 
