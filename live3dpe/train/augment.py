@@ -1,0 +1,51 @@
+"""Camera augmentation for multi-view supervision (the official coach's `gen_rand_pose` role).
+
+Novel views are drawn around the *input* view rather than around the frontal one, so a
+turned head is supervised at views that stay on the visible side. Yaw/pitch jitter is
+large (that is what teaches 3D), radius and fov jitter are small (they only keep the
+renderer honest about scale).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from live3dpe.model import cameras
+
+
+@dataclass(frozen=True)
+class CameraJitter:
+    """Half-widths of the uniform jitter around the input camera."""
+
+    yaw_deg: float = 35.0
+    pitch_deg: float = 15.0
+    radius: float = 0.05
+    fov_deg: float = 1.0
+    max_abs_yaw_deg: float = 50.0
+    max_abs_pitch_deg: float = 25.0
+
+
+def _uniform(n: int, half_width: float, generator: torch.Generator | None) -> Tensor:
+    return (torch.rand(n, generator=generator) * 2 - 1) * half_width
+
+
+def jitter_views(label: Tensor, jitter: CameraJitter, generator: torch.Generator | None = None) -> Tensor:
+    """One novel camera per input camera, jittered around it. label [B, 25] -> [B, 25].
+
+    The novel camera keeps the orbit convention (looks at the default pivot); its yaw/pitch
+    are clamped to the range a face crop can plausibly show.
+    """
+    b = label.shape[0]
+    yaw, pitch = cameras.camera_yaw_pitch(label.float())
+    radius = torch.linalg.norm(cameras.split_label(label.float())[0][:, :3, 3], dim=-1)
+    fov = cameras.fov_from_intrinsics(cameras.split_label(label.float())[1])
+    max_yaw, max_pitch = math.radians(jitter.max_abs_yaw_deg), math.radians(jitter.max_abs_pitch_deg)
+    new_yaw = (yaw + _uniform(b, math.radians(jitter.yaw_deg), generator)).clamp(-max_yaw, max_yaw)
+    new_pitch = (pitch + _uniform(b, math.radians(jitter.pitch_deg), generator)).clamp(-max_pitch, max_pitch)
+    new_radius = radius + _uniform(b, jitter.radius, generator)
+    new_fov = fov + _uniform(b, jitter.fov_deg, generator)
+    c2w = cameras.yaw_pitch_cam2world(new_yaw, new_pitch, new_radius)
+    return cameras.make_label(c2w, cameras.intrinsics_from_fov(new_fov)).to(label.dtype)

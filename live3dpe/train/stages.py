@@ -1,0 +1,136 @@
+"""Stage drivers: build (or resume) the network, optimizer and RNG, then run the loop.
+
+Stage 1 `train_prior`: the reconstruction path from scratch (Live3D's role).
+Stage 2 `train_edit`: start from a prior checkpoint, freeze it, distil edits (Eq. 4-7).
+A run resumes when `resume` is set and `out` already has a side file.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from live3dpe.model.checkpoint import build_net, load_checkpoint
+from live3dpe.model.config import ModelConfig, get_preset
+
+from .augment import CameraJitter
+from .batches import EditBatch, PriorBatch
+from .loop import LoopConfig, train_loop
+from .objectives import EditWeights, NetPrior, PriorWeights, edit_loss, prior_loss
+from .params import EDIT_MODULES, PRIOR_MODULES, select_trainable
+from .runlog import RunLog
+from .state import TrainState, load_training, restore, side_path
+
+log = logging.getLogger(__name__)
+
+
+class PriorSource(Protocol):
+    def prior_batch(self, batch: int, generator: torch.Generator) -> PriorBatch: ...
+
+
+class EditSource(Protocol):
+    def edit_batch(self, batch: int, generator: torch.Generator) -> EditBatch: ...
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Optimisation settings shared by both stages."""
+
+    batch: int = 4
+    lr: float = 1e-3
+    seed: int = 0
+    views: int = 2  # stage 1: input view + (views - 1) jittered novel views per person
+
+
+def log_path(out: str | Path) -> Path:
+    """The CSV log next to a checkpoint: model.safetensors -> model.log.csv."""
+    out = Path(out)
+    return out.with_name(out.stem + ".log.csv")
+
+
+def _start(out: Path, resume: bool, build) -> tuple[nn.Module, dict | None]:
+    if resume and side_path(out).exists():
+        net, _meta, side = load_training(out)
+        log.info("resuming %s at step %d", out, side["step"])
+        return net, side
+    return build(), None
+
+
+def _optimizer(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
+
+
+def train_prior(
+    source: PriorSource,
+    out: str | Path,
+    loop: LoopConfig,
+    stage: StageConfig = StageConfig(),
+    model: ModelConfig | str = "tiny",
+    weights: PriorWeights = PriorWeights(),
+    resume: bool = False,
+    meta: dict | None = None,
+) -> tuple[nn.Module, TrainState]:
+    """Stage 1: multi-view reconstruction training of E_low, E_high, E_t, decoder and SR."""
+    out = Path(out)
+    cfg = get_preset(model) if isinstance(model, str) else model
+    if not resume or not side_path(out).exists():
+        torch.manual_seed(stage.seed)
+    net, side = _start(out, resume, lambda: build_net(cfg))
+    net.train()
+    opt = _optimizer(select_trainable(net, PRIOR_MODULES), stage.lr)
+    gen = torch.Generator().manual_seed(stage.seed)
+    state = restore(side, opt, gen) if side else TrainState("prior")
+    info = {"stage_config": asdict(stage), "weights": asdict(weights), **(meta or {})}
+    runlog = RunLog(log_path(out))
+    try:
+        state = train_loop(
+            net, opt,
+            lambda g: source.prior_batch(stage.batch, g),
+            lambda b, g: prior_loss(net, b, g, weights),
+            state, gen, loop, out, runlog, info,
+        )  # fmt: skip
+    finally:
+        runlog.close()
+    return net, state
+
+
+def train_edit(
+    source: EditSource,
+    prior_ckpt: str | Path,
+    out: str | Path,
+    loop: LoopConfig,
+    stage: StageConfig = StageConfig(lr=3e-4),
+    weights: EditWeights = EditWeights(),
+    jitter: CameraJitter = CameraJitter(),
+    resume: bool = False,
+    meta: dict | None = None,
+) -> tuple[nn.Module, TrainState]:
+    """Stage 2: freeze the prior; train prompt encoders, cross-attention and E_t by distillation."""
+    out = Path(out)
+    prior_net, _ = load_checkpoint(prior_ckpt)
+    prior = NetPrior(prior_net)
+    if not resume or not side_path(out).exists():
+        torch.manual_seed(stage.seed)
+    student, side = _start(out, resume, lambda: copy.deepcopy(prior_net))
+    # Frozen parts run in eval mode (no dropout in E_low's ASPP); trained parts have no dropout.
+    student.eval()
+    opt = _optimizer(select_trainable(student, EDIT_MODULES), stage.lr)
+    gen = torch.Generator().manual_seed(stage.seed)
+    state = restore(side, opt, gen) if side else TrainState("edit")
+    info = {"stage_config": asdict(stage), "weights": asdict(weights), "prior": str(prior_ckpt), **(meta or {})}
+    runlog = RunLog(log_path(out))
+    try:
+        state = train_loop(
+            student, opt,
+            lambda g: source.edit_batch(stage.batch, g),
+            lambda b, g: edit_loss(student, prior, b, g, jitter, weights),
+            state, gen, loop, out, runlog, info,
+        )  # fmt: skip
+    finally:
+        runlog.close()
+    return student, state
