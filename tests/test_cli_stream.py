@@ -11,7 +11,7 @@ from live3dpe.stream.videofile import probe
 
 pytestmark = pytest.mark.timeout(240)
 
-W, H, FPS, SECONDS = 320, 240, 15, 1.0
+W, H, FPS, SECONDS = 320, 240, 10, 1.0
 
 
 def decode(path) -> list[np.ndarray]:
@@ -32,6 +32,7 @@ def test_sample_writes_the_demo_clip_with_audio(clip):
     assert info["audio"]
 
 
+@pytest.mark.slow
 def test_process_keeps_frames_duration_audio_and_edits_only_the_face(clip, tmp_path):
     out = tmp_path / "out.mp4"
     assert main(["process", str(clip), str(out), "--prompt", "golden statue", "--mode", "paste"]) == 0
@@ -54,6 +55,7 @@ def test_process_keeps_frames_duration_audio_and_edits_only_the_face(clip, tmp_p
     assert max(outside) < 3  # the rest is untouched (re-encoding noise only)
 
 
+@pytest.mark.slow
 def test_process_model_failure_on_a_frame_keeps_every_frame(clip, tmp_path, monkeypatch):
     from live3dpe.stream import stages
 
@@ -82,6 +84,7 @@ def test_live_synthetic_to_file_in_view_mode(tmp_path):
     assert 1 <= info["frames"] <= 20 and (info["width"], info["height"]) == (256, 192)
 
 
+@pytest.mark.slow
 def test_edit_writes_crop_views_orbit_and_mesh(tmp_path):
     import cv2
     from skimage.data import astronaut

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("portrait", type=Path, metavar="PORTRAIT.jpg")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--views", default="-30,0,30", metavar="YAWS", help="comma-separated yaw angles in degrees (default -30,0,30)")
+    # let `--views -30,0,30` read as a value, not an option (argparse only knows plain negative numbers)
+    p._negative_number_matcher = re.compile(r"^-\d+(\.\d*)?(,\s*[-+]?\d+(\.\d*)?)*$")
     p.add_argument("--orbit-frames", type=int, default=90, metavar="N")
     p.add_argument("--mesh", action="store_true", help="also export a .ply mesh of the edited head")
     p.add_argument("--mesh-resolution", type=int, default=128)

@@ -20,9 +20,11 @@ log = logging.getLogger(__name__)
 
 
 class FaceStage:
-    """Finds the face, smooths its pose over time and holds it through short dropouts.
+    """Finds the face, smooths its pose over time (One-Euro) and holds it through short dropouts.
 
-    No face is not an error: `work.obs` stays None and the frame passes through (logged once)."""
+    No face is not an error: `work.obs` stays None and the frame passes through (logged once).
+    When a face is (re-)acquired, `work.extra["reacquired"]` tells the model stage to forget
+    the previous face's triplanes."""
 
     def __init__(self, estimator=None, obs_filter=None, track=None) -> None:
         from live3dpe.pose import FacePoseEstimator
@@ -30,7 +32,7 @@ class FaceStage:
 
         self.estimator = estimator or FacePoseEstimator(max_faces=4, crop_size=512, static_image=False)
         self.filter = obs_filter or ObservationFilter()
-        self.track = track or FaceTrack(grace_s=0.5)
+        self.track = track or FaceTrack(grace_s=0.5, resets=[self.filter])
         self._warned = False
 
     def __call__(self, work: Work) -> None:
@@ -39,19 +41,11 @@ class FaceStage:
         if obs is not None and work.control.smoothing:
             obs = self.filter(obs, t)
         obs = self.track.update(obs, t)
+        work.extra["reacquired"] = self.track.reacquired
         if obs is None and not self._warned:
             self._warned = True
             log.info("no face found; passing frames through until one appears")
         work.obs = obs
-
-
-def landmark_motion(prev, obs) -> float:
-    """Head motion between two observations, in face widths (0 = still); drives triplane smoothing."""
-    if prev is None or obs is None:
-        return float("inf")
-    a, b = np.asarray(prev.landmarks)[:, :2], np.asarray(obs.landmarks)[:, :2]
-    width = float(np.ptp(b[:, 0])) or 1.0
-    return float(np.linalg.norm(a - b, axis=1).mean() / width)
 
 
 class ModelStage:
@@ -69,7 +63,6 @@ class ModelStage:
         self.smoother = smoother
         self._prompt_version = -1
         self._prompt = None
-        self._prev_obs = None
         self._stream = None
 
     def _cuda_stream(self):
@@ -111,11 +104,12 @@ class ModelStage:
         prompt = self.prompt_for(work.control)
         with torch.inference_mode(), self._cuda_stream():
             planes = ed.encode(ed.preprocess(crop), prompt)
+            if work.extra.get("reacquired") and self.smoother is not None:
+                self.smoother.reset()
             if work.control.smoothing and self.smoother is not None:
-                planes = Planes(self.smoother(planes.tensor, landmark_motion(self._prev_obs, obs)))
+                planes = Planes(self.smoother(planes.tensor, obs.motion))
             out = ed.render(planes, self.camera_for(work), deterministic=True)
             work.face = ed.postprocess(out.image)[0]
-        self._prev_obs = obs
         work.extra["crop"] = crop
 
 
