@@ -62,35 +62,49 @@ def _direction_angles(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.arctan2(d[:, 0], d[:, 2]), np.arctan2(d[:, 1], np.hypot(d[:, 0], d[:, 2]))
 
 
-def _face_radius(face: np.ndarray, tri: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+def _face_radius(face: np.ndarray, tri: np.ndarray, dirs: np.ndarray, bins: int = 24) -> np.ndarray:
     """Distance from the cranium centre to the face sheet along unit `dirs` [N, 3] (nan = misses).
 
     The sheet is star-shaped seen from the cranium centre, so locating each direction in
-    the (azimuth, elevation) image of the triangles finds the one it crosses."""
+    the (azimuth, elevation) image of the triangles finds the one it crosses; a coarse
+    grid of candidate triangles per cell keeps the search small."""
     az, el = _direction_angles(face)
-    q_az = np.arctan2(dirs[:, 0], dirs[:, 2])
-    q_el = np.arctan2(dirs[:, 1], np.hypot(dirs[:, 0], dirs[:, 2]))
-    a = np.stack([az, el], 1)[tri]  # [T, 3, 2]
-    q = np.stack([q_az, q_el], 1)[:, None]  # [N, 1, 2]
-    e1, e2 = a[None, :, 1] - a[None, :, 0], a[None, :, 2] - a[None, :, 0]
-    rel = q - a[None, :, 0]
+    ang = np.stack([az, el], 1)
+    q = np.stack([np.arctan2(dirs[:, 0], dirs[:, 2]), np.arctan2(dirs[:, 1], np.hypot(dirs[:, 0], dirs[:, 2]))], 1)
+    lo, hi = ang.min(0), ang.max(0)
+    cell = (hi - lo) / bins
+    t_lo = np.floor((ang[tri].min(1) - lo) / cell).astype(int).clip(0, bins - 1)
+    t_hi = np.floor((ang[tri].max(1) - lo) / cell).astype(int).clip(0, bins - 1)
+    members: list[list[int]] = [[] for _ in range(bins * bins)]
+    for k, (a0, b0, a1, b1) in enumerate(np.c_[t_lo, t_hi]):
+        for i in range(a0, a1 + 1):
+            for j in range(b0, b1 + 1):
+                members[i * bins + j].append(k)
+    cand = np.full((bins * bins, max(map(len, members))), -1)
+    for c, m in enumerate(members):
+        cand[c, : len(m)] = m
+    r = np.full(len(dirs), np.nan)
+    inside = np.nonzero(((q >= lo) & (q <= hi)).all(1))[0]
+    if not len(inside):
+        return r
+    qc = np.floor((q[inside] - lo) / cell).astype(int).clip(0, bins - 1)
+    C = cand[qc[:, 0] * bins + qc[:, 1]]  # [n, K]
+    a = ang[tri[np.maximum(C, 0)]]  # [n, K, 3, 2]
+    e1, e2 = a[:, :, 1] - a[:, :, 0], a[:, :, 2] - a[:, :, 0]
+    rel = q[inside, None] - a[:, :, 0]
     den = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]
     den = np.where(np.abs(den) < 1e-12, 1e-12, den)
     s = (rel[..., 0] * e2[..., 1] - rel[..., 1] * e2[..., 0]) / den
     t = (e1[..., 0] * rel[..., 1] - e1[..., 1] * rel[..., 0]) / den
-    hit = (s >= -1e-6) & (t >= -1e-6) & (s + t <= 1 + 1e-6)
-    first = np.where(hit.any(1), hit.argmax(1), -1)
-    r = np.full(len(dirs), np.nan)
-    ok = first >= 0
-    k = first[ok]
-    ss, tt = s[ok, k], t[ok, k]
+    hit = (C >= 0) & (s >= -1e-6) & (t >= -1e-6) & (s + t <= 1 + 1e-6)
+    found = hit.any(1)
+    k = C[found, hit[found].argmax(1)]
+    d = dirs[inside[found]]
     # Intersect the ray with the crossed triangle's plane for the exact radius.
     v0, v1, v2 = (face[tri[k, j]] - SKULL_CENTRE for j in range(3))
     n = np.cross(v1 - v0, v2 - v0)
-    denom = np.sum(n * dirs[ok], 1)
-    r_plane = np.sum(n * v0, 1) / np.where(np.abs(denom) < 1e-9, 1e-9, denom)
-    r_interp = np.linalg.norm(v0 * (1 - ss - tt)[:, None] + v1 * ss[:, None] + v2 * tt[:, None], axis=1)
-    r[ok] = np.where(r_plane > 0, r_plane, r_interp)
+    denom = np.sum(n * d, 1)
+    r[inside[found]] = np.sum(n * v0, 1) / np.where(np.abs(denom) < 1e-9, 1e-9, denom)
     return r
 
 

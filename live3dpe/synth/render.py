@@ -46,8 +46,23 @@ _SCENES: OrderedDict[tuple[int, int], tuple[Person, Scene]] = OrderedDict()
 _CACHE_SIZE = 16
 
 
+_HEADS: OrderedDict[int, tuple[object, Head]] = OrderedDict()
+
+
+def _head_for(shape) -> Head:
+    """Heads depend only on the shape; an appearance-only style reuses the original's."""
+    hit = _HEADS.get(id(shape))
+    if hit is not None and hit[0] is shape:
+        return hit[1]
+    head = build_head(shape)
+    _HEADS[id(shape)] = (shape, head)
+    while len(_HEADS) > _CACHE_SIZE:
+        _HEADS.popitem(last=False)
+    return head
+
+
 def build_scene(person: Person, texture_size: int = 512) -> Scene:
-    head = build_head(person.shape)
+    head = _head_for(person.shape)
     texture = paint_face(person.appearance, texture_size, person.seed)
     return Scene(person, head, texture, head.mesh.part == Part.HAIR)
 
