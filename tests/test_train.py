@@ -47,6 +47,15 @@ MICRO = dataclasses.replace(
 S = MICRO.input_resolution
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions run faster single-threaded, especially on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class RandomWorld:
     """A stand-in source: smooth random images, all draws from the trainer's generator."""
 
