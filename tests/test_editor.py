@@ -75,6 +75,22 @@ def test_render_is_deterministic_by_default(editor, face):
     assert not torch.equal(jittered.depth, a.depth)
 
 
+def test_bfloat16_autocast_close_to_float32(editor, face):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        half = Editor.load("tiny", dtype=torch.bfloat16)
+    x = half.preprocess(face)
+    assert x.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in half.net.parameters())  # weights stay float32
+    cam = Camera.frontal()
+    low = half.render(half.encode(x), cam).image.float()
+    ref = editor.render(editor.encode(editor.preprocess(face)), cam).image
+    assert torch.isfinite(low).all()
+    assert (low - ref).abs().mean() < 0.05 * ref.abs().mean()
+    with pytest.raises(ValueError, match="dtype"):
+        Editor.load("tiny", dtype=torch.float64)
+
+
 def test_encode_prompt_cached(editor):
     assert editor.encode_prompt(text="a zombie") is editor.encode_prompt(text="a zombie")
 

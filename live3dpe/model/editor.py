@@ -12,6 +12,7 @@ deterministic ray sampling by default so a still face does not flicker.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -39,6 +40,11 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default_tiny.sa
 RANDOM_INIT_SEED = 0
 
 
+def _check_dtype(dtype: torch.dtype) -> None:
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be torch.float32, float16 or bfloat16, got {dtype}")
+
+
 class Editor:
     """Inference-only 3DPE editor on one device and dtype. Build it with `Editor.load`."""
 
@@ -52,13 +58,15 @@ class Editor:
         text_backend: TextBackend | None = None,
         meta: CheckpointMeta | None = None,
     ) -> None:
-        if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating-point type, got {dtype}")
+        _check_dtype(dtype)
         self.device = torch.device(device)
         self.dtype = dtype
         # channels-last lets cuDNN pick its fast NHWC convolution kernels; on CPU it only costs copies.
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-        self.net = net.to(device=self.device, dtype=dtype, memory_format=self.memory_format).eval().requires_grad_(False)
+        # Weights stay float32; a lower `dtype` runs under autocast, which keeps the precision-
+        # sensitive parts (ray marching, softmax, norms) in float32 while convs/matmuls use `dtype`.
+        self.net = net.to(device=self.device, dtype=torch.float32, memory_format=self.memory_format)
+        self.net.eval().requires_grad_(False)
         self.config: ModelConfig = net.cfg
         self.meta = meta
         self.weights_version = weights_version
@@ -80,6 +88,7 @@ class Editor:
         text_backend: a back-end or spec ("minilm", "clip:<dir>"); default: the one the
         checkpoint was trained with.
         """
+        _check_dtype(dtype)
         source_str = os.fspath(source)
         if source_str == "default":
             if DEFAULT_WEIGHTS.is_file():
@@ -142,6 +151,15 @@ class Editor:
             log.warning("text back-end %r unavailable (%s): text prompts disabled, image prompts still work", spec, err)
             return None
 
+    def _inference(self):
+        """inference_mode, plus autocast to `dtype` when it is below float32."""
+        if self.dtype == torch.float32:
+            return torch.inference_mode()
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(torch.autocast(self.device.type, dtype=self.dtype))
+        return stack
+
     # ----------------------------------------------------------------------------- properties
     @property
     def input_resolution(self) -> int:
@@ -196,7 +214,7 @@ class Editor:
                     f"prompt tokens must be [1 or {image.shape[0]}, N, {self.config.ref_dim}], got {tuple(tokens.shape)}"
                 )
             tokens = tokens.to(device=self.device, dtype=self.dtype)
-        with torch.inference_mode():
+        with self._inference():
             return Planes(self.net.encoder(image, tokens))
 
     def render(self, planes: Planes, camera: Camera | Tensor, deterministic: bool = True) -> RenderOutput:
@@ -222,7 +240,7 @@ class Editor:
                 label = label.expand(p.shape[0], -1)
             else:
                 raise ValueError(f"batch mismatch: {p.shape[0]} plane sets but {label.shape[0]} cameras")
-        with torch.inference_mode():
+        with self._inference():
             return self.net.renderer(p, label, deterministic=deterministic)
 
     @staticmethod
