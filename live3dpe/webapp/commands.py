@@ -36,16 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _common(parser: argparse.ArgumentParser, port: int) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=port, help=f"port (default {port})")
-    parser.add_argument("--model", default="default", help="'default', 'tiny' or a checkpoint path")
-    parser.add_argument("--device", default="auto", help="torch device (default: cuda when available, else cpu)")
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    parser.add_argument("--checkpoint", default=None, metavar="PATH", help="model checkpoint or preset (default: the bundled model)")
+    parser.add_argument("--device", default=None, choices=("cuda", "cpu", "mps"), help="default: cuda when available")
 
 
 def is_loopback(host: str) -> bool:
@@ -64,7 +56,7 @@ def _check_port(port: int) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from live3dpe.model.editor import Editor
+    from live3dpe.stream.commands import load_editor
     from live3dpe.stream.stages import build_stages
 
     from .server import WebRTCServer, ssl_context
@@ -73,7 +65,7 @@ def run_serve(args: argparse.Namespace) -> int:
     ctx = ssl_context(args.cert, args.key)
     if ctx is None and not is_loopback(args.host):
         log.warning("serving on %s without --cert/--key: browsers on other machines will refuse the camera", args.host)
-    editor = Editor.load(args.model, device=resolve_device(args.device))
+    editor = load_editor(args)
     initial = {"prompt_text": args.prompt} if args.prompt else None
     server = WebRTCServer(lambda: build_stages(editor), max_peers=args.max_peers, initial_control=initial)
     scheme = "https" if ctx else "http"
@@ -83,14 +75,16 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_ui(args: argparse.Namespace) -> int:
+    from live3dpe.stream.commands import load_editor
+
     from .gradio_app import launch
+    from .styles import StyleBook
 
     _check_port(args.port)
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     launch(
-        model=args.model,
-        device=resolve_device(args.device),
+        StyleBook(load_editor(args)),
         host=args.host,
         port=args.port,
         max_upload_mb=args.max_upload_mb,

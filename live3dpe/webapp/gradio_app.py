@@ -22,7 +22,7 @@ from .styles import StyleBook
 
 log = logging.getLogger(__name__)
 
-ORBIT_FRAMES = 36
+ORBIT_FRAMES = 36  # default; each frame is one render
 
 
 def _gradio():
@@ -92,11 +92,14 @@ class UiHandlers:
         with self._lock:
             return self._service(style).view(result.planes, yaw, pitch)
 
-    def orbit(self, state: dict | None) -> str:
+    def orbit(self, state: dict | None, frames: int = ORBIT_FRAMES) -> str:
         result, style = self._require(state)
+        frames = int(frames)
+        if not 2 <= frames <= 240:
+            raise ValueError(f"orbit frames must be within 2..240, got {frames}")
         path = Path(tempfile.mkdtemp(dir=self.workdir)) / "orbit.mp4"
         with self._lock:
-            return str(self._service(style).orbit_video(result.planes, path, frames=ORBIT_FRAMES))
+            return str(self._service(style).orbit_video(result.planes, path, frames=frames))
 
     def mesh(self, state: dict | None) -> str:
         result, style = self._require(state)
@@ -156,6 +159,7 @@ def build_app(styles: StyleBook, workdir: Path | None = None):
                     pitch = gr.Slider(-25, 25, value=0, step=1, label="pitch (°)")
                     novel = gr.Image(label="Novel view", interactive=False)
                     with gr.Row():
+                        orbit_frames = gr.Slider(8, 120, value=ORBIT_FRAMES, step=1, label="orbit frames")
                         orbit_btn = gr.Button("Orbit video")
                         mesh_btn = gr.Button("Mesh (.ply)")
                     orbit = gr.Video(label="Orbit", interactive=False)
@@ -165,7 +169,7 @@ def build_app(styles: StyleBook, workdir: Path | None = None):
             for slider in (yaw, pitch):
                 slider.release(guarded(h.view), [state, yaw, pitch], novel, api_name=False)
             gr.Button("Render view", size="sm").click(guarded(h.view), [state, yaw, pitch], novel, api_name="view")
-            orbit_btn.click(guarded(h.orbit), state, orbit, api_name="orbit")
+            orbit_btn.click(guarded(h.orbit), [state, orbit_frames], orbit, api_name="orbit")
             mesh_btn.click(guarded(h.mesh), state, mesh, api_name="mesh")
 
         with gr.Tab("Webcam"):
@@ -185,21 +189,16 @@ def build_app(styles: StyleBook, workdir: Path | None = None):
 
 
 def launch(
-    model: str = "default",
-    device: str = "cpu",
+    styles: StyleBook,
     host: str = "127.0.0.1",
-    port: int = 7860,
+    port: int | None = 7860,
     max_upload_mb: float = 10.0,
     block: bool = True,
-    styles: StyleBook | None = None,
+    workdir: Path | None = None,
 ):
     """Build and serve the app; returns (app, local URL). `block=False` returns at once."""
     gr = _gradio()
-    if styles is None:
-        from live3dpe.model.editor import Editor
-
-        styles = StyleBook(Editor.load(model, device=device))
-    app = build_app(styles)
+    app = build_app(styles, workdir)
     app.queue(default_concurrency_limit=1, max_size=16)
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts
     _, url, _ = app.launch(
