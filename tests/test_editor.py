@@ -91,8 +91,28 @@ def test_bfloat16_autocast_close_to_float32(editor, face):
         Editor.load("tiny", dtype=torch.float64)
 
 
-def test_encode_prompt_cached(editor):
-    assert editor.encode_prompt(text="a zombie") is editor.encode_prompt(text="a zombie")
+def test_encode_prompt_cached_per_weights_version(editor):
+    first = editor.encode_prompt(text="a zombie")
+    assert editor.encode_prompt(text="a zombie") is first
+    version = editor.weights_version
+    try:
+        editor.weights_version = "fine-tuned"
+        assert editor.encode_prompt(text="a zombie") is not first
+    finally:
+        editor.weights_version = version
+    assert editor.encode_prompt(text="a zombie") is first
+
+
+def test_package_exports_are_lazy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, live3dpe.model as m; assert 'live3dpe.model.network' not in sys.modules; "
+        "assert 'transformers' not in sys.modules; "
+        "from live3dpe.model.editor import Editor; assert m.Editor is Editor and m.save_checkpoint and m.Camera"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_edit_convenience(editor, face):

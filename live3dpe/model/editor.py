@@ -69,7 +69,6 @@ class Editor:
         self.net.eval().requires_grad_(False)
         self.config: ModelConfig = net.cfg
         self.meta = meta
-        self.weights_version = weights_version
         self.prompts = PromptEncoder(self.net, text_backend, weights_version, PromptCache())
 
     # ----------------------------------------------------------------------------- loading
@@ -168,6 +167,16 @@ class Editor:
     @property
     def output_resolution(self) -> int:
         return self.config.render.output_resolution
+
+    @property
+    def weights_version(self) -> str:
+        """Identifies the weights (checkpoint sha256); part of every prompt cache key."""
+        return self.prompts.weights_version
+
+    @weights_version.setter
+    def weights_version(self, version: str) -> None:
+        """Set after changing `net`'s weights in place, so no stale prompt embedding is served."""
+        self.prompts.weights_version = version
 
     @property
     def text_backend(self) -> TextBackend | None:
