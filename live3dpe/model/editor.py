@@ -150,14 +150,12 @@ class Editor:
             log.warning("text back-end %r unavailable (%s): text prompts disabled, image prompts still work", spec, err)
             return None
 
+    @contextlib.contextmanager
     def _inference(self):
         """inference_mode, plus autocast to `dtype` when it is below float32."""
-        if self.dtype == torch.float32:
-            return torch.inference_mode()
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.inference_mode())
-        stack.enter_context(torch.autocast(self.device.type, dtype=self.dtype))
-        return stack
+        lower = self.dtype != torch.float32
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=lower):
+            yield
 
     # ----------------------------------------------------------------------------- properties
     @property
