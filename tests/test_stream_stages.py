@@ -1,0 +1,129 @@
+"""Stage helpers that need no model: prompt caching, cameras per mode, layout, overlay, stats."""
+from __future__ import annotations
+
+import math
+import time
+from fractions import Fraction
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from live3dpe.model.cameras import Camera
+from live3dpe.stream.control import Control
+from live3dpe.stream.engine import Work
+from live3dpe.stream.frame import Frame
+from live3dpe.stream.overlay import Decorator, draw_overlay, output_size
+from live3dpe.stream.stages import CompositeStage, ModelStage, letterbox
+from live3dpe.stream.stats import Stats
+
+
+class PromptCounter:
+    """Records which prompts the model stage asks the editor to encode."""
+
+    device = torch.device("cpu")
+
+    def __init__(self):
+        self.calls = []
+
+    def encode_prompt(self, text=None, image=None):
+        self.calls.append(text)
+        return f"embedding:{text}"
+
+
+class SmootherSpy:
+    def __init__(self):
+        self.resets = 0
+
+    def reset(self):
+        self.resets += 1
+
+
+def work_for(control: Control, obs=None, size=(64, 48), pts=0) -> Work:
+    return Work(Frame(np.zeros((size[1], size[0], 3), np.uint8), pts, Fraction(1, 30)), control.get(), obs=obs)
+
+
+def test_prompt_is_encoded_only_when_it_changes():
+    editor, smoother = PromptCounter(), SmootherSpy()
+    stage = ModelStage(editor, smoother=smoother)
+    control = Control(prompt_text="golden statue")
+    for _ in range(3):
+        assert stage.prompt_for(control.get()) == "embedding:golden statue"
+    control.update(mirror=True, view="orbit")  # other settings: no re-encode
+    stage.prompt_for(control.get())
+    control.update(prompt_text="zombie")
+    assert stage.prompt_for(control.get()) == "embedding:zombie"
+    assert editor.calls == ["golden statue", "zombie"]
+    assert smoother.resets == 2  # a new prompt never blends with the old edit
+    control.update(prompt_text=None)
+    assert stage.prompt_for(control.get()) is None and len(editor.calls) == 2
+
+
+def test_camera_follows_the_face_in_paste_mode_and_the_view_otherwise():
+    stage = ModelStage(PromptCounter(), smoother=SmootherSpy())
+    face_cam = Camera.from_yaw_pitch(math.radians(15), math.radians(-5)).label[0].numpy()
+    obs = SimpleNamespace(camera=face_cam)
+    control = Control(mode="paste")
+    assert torch.allclose(stage.camera_for(work_for(control, obs)).label[0], torch.from_numpy(face_cam))
+    control.update(mode="view", view="yaw=-20,pitch=0")
+    yaw, pitch = stage.camera_for(work_for(control, obs)).yaw_pitch
+    assert math.degrees(float(yaw)) == pytest.approx(-20, abs=1e-3) and float(pitch) == pytest.approx(0, abs=1e-5)
+    control.update(view="orbit")
+    cams = [stage.camera_for(work_for(control, obs, pts=p)).yaw_pitch[0] for p in (0, 45)]
+    assert not torch.allclose(cams[0], cams[1])
+
+
+def test_letterbox_keeps_frame_size_and_centres_the_face():
+    face = np.full((32, 32, 3), 200, np.uint8)
+    out = letterbox(face, 160, 90)
+    assert out.shape == (90, 160, 3)
+    assert out[:, :35].max() == 0 and out[:, -35:].max() == 0 and out[45, 80, 0] == 200
+
+
+def test_view_mode_composite_uses_the_render_without_paste():
+    control = Control(mode="view")
+    w = work_for(control, obs=SimpleNamespace(), size=(80, 60))
+    w.face = np.full((16, 16, 3), 99, np.uint8)
+    CompositeStage()(w)
+    assert w.output.shape == (60, 80, 3) and w.output[30, 40, 0] == 99
+
+
+def test_composite_without_face_passes_through():
+    w = work_for(Control(), obs=None)
+    CompositeStage()(w)
+    assert w.output is None
+
+
+def test_decorator_keeps_side_by_side_size_constant_and_mirrors():
+    stats = Stats()
+    deco = Decorator(stats)
+    control = Control(mode="side-by-side")
+    w = work_for(control, size=(64, 48))
+    w.frame.image[:, :10] = 255
+    out = deco(w.frame.image, w)  # a passed-through frame
+    assert out.shape[:2][::-1] == output_size("side-by-side", 64, 48) == (128, 48)
+    control.update(mode="paste", mirror=True)
+    w = work_for(control, size=(64, 48))
+    w.frame.image[:, :10] = 255
+    out = deco(w.frame.image, w)
+    assert out.shape == (48, 64, 3) and out[0, -1, 0] == 255 and out[0, 0, 0] == 0
+
+
+def test_overlay_draws_text_without_touching_the_input():
+    img = np.full((120, 160, 3), 128, np.uint8)
+    out = draw_overlay(img, ["12.0 fps", "model 30.0 ms"])
+    assert (img == 128).all() and not np.array_equal(out, img) and out.shape == img.shape
+
+
+def test_stats_summarise_stages_latency_and_rate():
+    s = Stats()
+    for ms in (10, 20, 30):
+        s.record_stage("model", ms / 1e3)
+    for _ in range(5):
+        s.record_output(time.monotonic_ns() - 5_000_000)
+        time.sleep(0.01)
+    snap = s.snapshot()
+    assert snap["stage_ms"]["model"] == pytest.approx(20)
+    assert snap["latency_ms_p50"] >= 5 and snap["frames_out"] == 5 and snap["fps"] > 0
+    assert s.overlay_lines()[0].endswith("ms") and "model" in s.overlay_lines()[1]
