@@ -39,6 +39,24 @@ def test_minilm_offline_deterministic_and_prompt_dependent(minilm, monkeypatch):
     torch.testing.assert_close(a1.pooled, a1.tokens.mean(1))
 
 
+def test_minilm_threads_long_text_and_autograd(minilm):
+    prompts = [f"portrait number {i} as a marble statue" for i in range(4)]
+    results: dict[str, TextFeatures] = {}
+    threads = [threading.Thread(target=lambda p=p: results.__setitem__(p, minilm.encode(p))) for p in prompts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for p in prompts:
+        assert torch.equal(results[p].tokens, minilm.encode(p).tokens)
+    long = minilm.encode("face " * 2000)
+    assert long.tokens.shape[1] <= 512  # truncated to the model's positions, no error
+    # features are ordinary tensors: the projection trains on them
+    proj = TextPromptProjection(MINILM_DIM, TINY.ref_dim)
+    proj(long.tokens, long.pooled).square().mean().backward()
+    assert proj.token_proj.weight.grad is not None
+
+
 def test_empty_text_rejected(minilm):
     with pytest.raises(ValueError, match="non-empty"):
         minilm.encode("   ")

@@ -75,7 +75,8 @@ class TextPromptProjection(nn.Module):
 class HFTextBackend(ABC):
     """A frozen Hugging Face text encoder loaded lazily from a local directory (never the hub).
 
-    Loading takes seconds, so it happens on the first `encode`, once, under a lock.
+    Loading takes seconds, so it happens on the first `encode`, once. One lock serialises
+    loading and encoding: Rust tokenizers refuse concurrent use from several threads.
     """
 
     name: str
@@ -97,26 +98,26 @@ class HFTextBackend(ABC):
     def _pool(self, out, mask: Tensor) -> Tensor:
         """Model output, attention mask [1, L] -> pooled feature [1, dim]."""
 
-    def _model(self) -> tuple:
+    def encode(self, text: str) -> TextFeatures:
+        """One prompt -> token features [1, L, dim] and pooled [1, dim] (float32, on `device`).
+
+        The results are ordinary tensors (not inference tensors), usable as training inputs.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"text prompt must be a non-empty string, got {text!r}")
         with self._lock:
             if self._loaded is None:
                 tokenizer, model = self._load()
                 model.requires_grad_(False).eval().to(self.device)
                 self._loaded = (tokenizer, model)
-            return self._loaded
-
-    def encode(self, text: str) -> TextFeatures:
-        """One prompt -> token features [1, L, dim] and pooled [1, dim] (float32, on `device`)."""
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"text prompt must be a non-empty string, got {text!r}")
-        tokenizer, model = self._model()
-        max_len = min(getattr(tokenizer, "model_max_length", 512), model.config.max_position_embeddings)
-        batch = tokenizer([text.strip()], truncation=True, max_length=max_len, return_tensors="pt")
-        batch = {k: v.to(self.device) for k, v in batch.items()}
-        with torch.inference_mode():
-            out = model(**batch)
-            tokens = out.last_hidden_state.float()
-            pooled = self._pool(out, batch["attention_mask"]).float()
+            tokenizer, model = self._loaded
+            max_len = min(getattr(tokenizer, "model_max_length", 512), model.config.max_position_embeddings)
+            batch = tokenizer([text.strip()], truncation=True, max_length=max_len, return_tensors="pt")
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            with torch.inference_mode():
+                out = model(**batch)
+                tokens = out.last_hidden_state.float()
+                pooled = self._pool(out, batch["attention_mask"]).float()
         return TextFeatures(tokens.clone(), pooled.clone())
 
 
