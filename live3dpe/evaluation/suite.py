@@ -43,7 +43,12 @@ def git_commit() -> str:
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    name = platform.processor() or platform.machine()
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {name} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 def run_suite(editor: Editor, cfg: SuiteConfig, learned: LearnedMetrics) -> dict:
@@ -108,8 +113,11 @@ def markdown(payload: dict) -> str:
     cfg = payload["config"]
     lines = [
         f"Device: {env['device']} · precision {env['precision']} · commit {env['commit']} · {env['date']}",
+        "",
         f"Model: preset `{model['preset']}`, weights `{model['weights'][:16]}`" + ("" if model["trained"] else " — **random weights: numbers show the harness works, not the method**"),
-        f"{len(payload['cases'])} unseen people × {len(cfg['yaws_deg'])} views (yaw {', '.join(f'{y:g}' for y in cfg['yaws_deg'])}°), input at yaw 0.",
+        "",
+        f"{len(payload['cases'])} unseen people × {len(cfg['yaws_deg'])} views (yaw {', '.join(f'{y:g}' for y in cfg['yaws_deg'])}°), input at yaw 0; "
+        f"styles {', '.join(sorted({c['style'] for c in payload['cases']}))}.",
         "",
         "| method | " + " | ".join(c[1] for c in _COLUMNS) + " |",
         "|---|" + "---|" * len(_COLUMNS),

@@ -1,0 +1,230 @@
+"""Regenerate benchmarks/RESULTS.md and its PNG plots from the result files in benchmarks/results/.
+
+Reads what the benchmarks wrote (quality.json from `live3dpe eval`, model_latency.json,
+pipeline_latency.json, pose_latency.json, training_*.json / customization*.json) and says
+"not yet measured" for anything absent. Every figure is stamped with the device, precision
+and commit of the run that produced it.
+
+    python benchmarks/report.py                   # report only (seconds)
+    python benchmarks/report.py --run-quality     # + the quality suite (~5-10 min on 2 CPU cores)
+    python benchmarks/report.py --run-latency     # + re-run the latency benchmarks (GPU too when present)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import commit  # noqa: E402
+
+RESULTS = HERE / "results"
+REPORT = HERE / "RESULTS.md"
+LATENCY_SCRIPTS = ("model_latency.py", "pipeline_latency.py", "pose_latency.py")
+NOT_MEASURED = "_Not yet measured._"
+X_KEYS = ("step", "steps", "iteration", "epoch", "seconds", "time_s", "elapsed_s")
+METHOD_STYLE = {
+    "3dpe_image": ("3DPE (image prompt)", "C0", "-"),
+    "3dpe_text": ("3DPE (held-out text)", "C1", "-"),
+    "2d_then_3d": ("2D edit → 3D prior", "C2", "--"),
+    "reconstruction": ("reconstruction only", "C3", ":"),
+    "ground_truth": ("ground truth", "k", "-."),
+}
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def md_body(name: str) -> str | None:
+    """A benchmark's own Markdown without its top heading (its tables are the report's)."""
+    path = RESULTS / name
+    if not path.is_file():
+        return None
+    lines = path.read_text().splitlines()
+    return "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines).strip()
+
+
+def stamp(fig, device: str, precision: str, commit: str) -> None:
+    fig.text(0.01, 0.005, f"device: {device} · precision: {precision} · commit: {commit}", fontsize=7, color="0.35")
+
+
+def save(fig, name: str) -> str:
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(RESULTS / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+# ----------------------------------------------------------------------------------------- plots
+def plot_model_latency(data: dict) -> str | None:
+    rows = [r for r in data.get("rows", []) if "error" not in r]
+    if not rows:
+        return None
+    labels = [f"{r['preset']}/{r['device']}\n{r['precision']}/{r['mode']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(rows) + 2), 4))
+    bottom = [0.0] * len(rows)
+    for key, name in (("encode_ms", "encode"), ("render_ms", "volume render"), ("superres_ms", "super-res")):
+        vals = [r[key]["median"] for r in rows]
+        ax.bar(range(len(rows)), vals, bottom=bottom, label=name)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_xticks(range(len(rows)), labels, fontsize=7, rotation=45, ha="right")
+    ax.set_ylabel("median ms per frame (batch 1)")
+    ax.set_yscale("log")
+    ax.set_title("Model latency per stage")
+    ax.legend(fontsize=8)
+    env = data.get("environment", {})
+    devices = env.get("devices") or {"": env.get("device", "?")}
+    stamp(fig, "; ".join(f"{k} {v}".strip() for k, v in devices.items()), "per bar", env.get("commit", "?"))
+    return save(fig, "model_latency.png")
+
+
+def plot_fps(data: dict) -> str | None:
+    rows = data.get("results", [])
+    if not rows:
+        return None
+    sizes = [r["size"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.plot(sizes, [r["engine_fps"] for r in rows], "o-", label="threaded engine")
+    ax.plot(sizes, [r["naive_fps"] for r in rows], "s--", label="naive sequential loop")
+    ax.set_xlabel("camera resolution")
+    ax.set_ylabel("sustained FPS")
+    ax.set_title(f"FPS vs resolution (preset {data.get('preset', '?')})")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    stamp(fig, data.get("device", "?"), data.get("precision", "?"), data.get("commit", "?"))
+    return save(fig, "fps_vs_resolution.png")
+
+
+def plot_quality_vs_view(quality: dict) -> str:
+    by_yaw = quality["comparison"]["by_yaw"]
+    panels = (("psnr_face", "PSNR inside the face (dB) ↑"), ("ssim", "SSIM ↑"), ("consistency", "multi-view PSNR (dB) ↑"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8))
+    for ax, (key, title) in zip(axes, panels):
+        for method, per_yaw in by_yaw.items():
+            pts = [(float(y), v[key]) for y, v in per_yaw.items() if v.get(key) is not None and math.isfinite(v[key])]
+            if pts:
+                label, colour, line = METHOD_STYLE.get(method, (method, None, "-"))
+                ax.plot(*zip(*sorted(pts)), line, marker="o", color=colour, label=label)
+        ax.set_xlabel("view yaw (degrees; input at 0)")
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=7)
+    env = quality["environment"]
+    stamp(fig, env["device"], env["precision"], env["commit"])
+    return save(fig, "quality_vs_view.png")
+
+
+def plot_flicker(quality: dict) -> str:
+    seq = quality["sequence"]
+    names = ("raw", "smoothed", "ground_truth")
+    labels = ("per-frame edit", "+ triplane smoothing", "ground truth")
+    vals = [seq["flicker"][n] for n in names]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.bar(labels, [v if v is not None and math.isfinite(v) else 0 for v in vals], color=("C0", "C2", "0.5"))
+    ax.set_ylabel("flow warping error ↓ ([0, 1] units)")
+    ax.set_title(f"Flicker, talking head ({seq['frames']} frames, {seq['style']})", fontsize=10)
+    env = quality["environment"]
+    stamp(fig, env["device"], env["precision"], env["commit"])
+    return save(fig, "flicker.png")
+
+
+def find_curves(obj, path: str = "") -> list[tuple[str, str, list[dict]]]:
+    """(name, x key, records) for every list of records with a step/time key, anywhere in `obj`."""
+    if isinstance(obj, dict):
+        return [c for k, v in obj.items() for c in find_curves(v, f"{path}/{k}" if path else str(k))]
+    if isinstance(obj, list) and len(obj) >= 2 and all(isinstance(r, dict) for r in obj):
+        x = next((k for k in X_KEYS if all(isinstance(r.get(k), (int, float)) for r in obj)), None)
+        return [(path or "curve", x, obj)] if x else []
+    return []
+
+
+def plot_adaptation(files: list[Path]) -> tuple[str | None, list[str]]:
+    """One panel per curve found in the training/customization results; returns (png, file notes)."""
+    panels, notes = [], []
+    for f in files:
+        data = json.loads(f.read_text())
+        found = find_curves(data)
+        notes.append(f"`{f.name}`: {len(found)} curve(s)" + ("" if found else " (no list of records with a step/time key)"))
+        env = data.get("environment", data) if isinstance(data, dict) else {}
+        panels += [(f.stem, name, x, recs, env) for name, x, recs in found]
+    if not panels:
+        return None, notes
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for ax, (stem, name, x, recs, _) in zip(axes[0], panels):
+        keys = [k for k in recs[0] if k not in X_KEYS and isinstance(recs[0][k], (int, float))]
+        for k in keys:
+            ax.plot([r[x] for r in recs], [r.get(k, math.nan) for r in recs], label=k)
+        ax.set_xlabel(x)
+        ax.set_title(f"{stem}: {name}", fontsize=9)
+        ax.legend(fontsize=7)
+    env = panels[0][4]
+    stamp(fig, str(env.get("device", "?")), str(env.get("precision", "?")), str(env.get("commit", "?")))
+    return save(fig, "adaptation.png"), notes
+
+
+# ----------------------------------------------------------------------------------------- report
+def section(title: str, body: str | None, image: str | None = None) -> list[str]:
+    out = [f"## {title}", "", body or NOT_MEASURED, ""]
+    if image:
+        out += [f"![{title}](results/{image})", ""]
+    return out
+
+
+def build_report() -> str:
+    quality = load("quality.json")
+    model = load("model_latency.json")
+    pipeline = load("pipeline_latency.json")
+    lines = [
+        "# Results",
+        "",
+        f"Generated by `python benchmarks/report.py` at commit {commit()} from the files in `benchmarks/results/`; "
+        "each table and figure carries the device, precision and commit of the run that measured it.",
+        "",
+    ]
+    q_png = plot_quality_vs_view(quality) if quality else None
+    lines += section("Edit quality, identity, 3D consistency and time (paper Table 1, synthetic world)", md_body("quality.md"), q_png)
+    if quality:
+        lines += [f"![flicker](results/{plot_flicker(quality)})", ""]
+    lines += section("Model latency per stage", md_body("model_latency.md"), plot_model_latency(model) if model else None)
+    gpu_rows = [r for r in (model or {}).get("rows", []) if r.get("device") == "cuda"]
+    if model and not gpu_rows:
+        lines += ["GPU: not yet measured (no GPU was available to the run above).", ""]
+    lines += section("Live pipeline: FPS vs resolution", md_body("pipeline_latency.md"), plot_fps(pipeline) if pipeline else None)
+    lines += section("Pose stage latency", md_body("pose_latency.md"))
+    files = sorted(RESULTS.glob("training_*.json")) + sorted(RESULTS.glob("customization*.json"))
+    png, notes = plot_adaptation(files)
+    lines += section("Adaptation speed (paper Table 2)", "\n".join(f"- {n}" for n in notes) if notes else None, png)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-quality", action="store_true", help="run `live3dpe eval` first")
+    ap.add_argument("--quality-args", default="", help='extra `live3dpe eval` arguments, e.g. "--people 8 --frames 48"')
+    ap.add_argument("--run-latency", action="store_true", help="re-run the latency benchmarks first")
+    args = ap.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.run_latency:
+        for script in LATENCY_SCRIPTS:
+            subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE.parent)
+    if args.run_quality:
+        cmd = [sys.executable, "-m", "live3dpe.cli", "eval", "--out", str(RESULTS), *shlex.split(args.quality_args)]
+        subprocess.run(cmd, check=True, cwd=HERE.parent)
+    REPORT.write_text(build_report())
+    print(f"wrote {REPORT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
