@@ -46,6 +46,8 @@ def _face_vertices(shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Canonical face with the person's nose, jaw and chin proportions. -> verts, uv, tris."""
     v, uv, tri = load_canonical_face()
     v = v.astype(np.float64)
+    pairs = np.array(lm.INNER_LIP_PAIRS)
+    v[pairs[:, 0]] = v[pairs[:, 1]] = (v[pairs[:, 0]] + v[pairs[:, 1]]) / 2  # close the mouth at rest
     tip = v[lm.NOSE_TIP]
     w_nose = np.exp(-np.sum(((v - tip) / np.array([2.0, 2.6, 2.5])) ** 2, axis=1))
     base = tip - np.array([0.0, 0.0, 2.5])
@@ -211,8 +213,11 @@ def _mouth_parts(tri: np.ndarray) -> np.ndarray:
     return np.array([Part.MOUTH if all(int(i) in inner for i in t) else Part.FACE for t in tri], np.int8)
 
 
-def _jaw_weight(face: np.ndarray) -> np.ndarray:
-    """1 for the lower lip and chin, 0 for the upper lip and above, smooth on the cheeks."""
+def _jaw_weight() -> np.ndarray:
+    """1 for the lower lip and chin, 0 for the upper lip and above, smooth on the cheeks.
+
+    Read off the canonical face, whose slightly parted lips tell upper from lower."""
+    face = load_canonical_face()[0].astype(np.float64)
     inner = np.array(lm.LIPS_INNER)
     mid_y = face[inner, 1].mean()
     half_width = np.abs(face[list(lm.MOUTH_CORNERS), 0]).mean()
@@ -236,4 +241,4 @@ def build_head(shape: Shape) -> Head:
     mesh = Mesh(world, mesh.triangles, mesh.part, mesh.uv, rest=world, strand=mesh.strand)
     pivot = to_world(shape, _warp(shape, np.array([[0.0, 0.5, -3.0]])))[0]
     pairs = np.array(lm.RIGHT_LID_PAIRS + lm.LEFT_LID_PAIRS, np.int64)
-    return Head(mesh, _jaw_weight(face), pivot, pairs)
+    return Head(mesh, _jaw_weight(), pivot, pairs)

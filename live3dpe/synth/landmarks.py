@@ -20,6 +20,8 @@ FACE_OVAL = (
 )
 RIGHT_LID_PAIRS = ((246, 7), (161, 163), (160, 144), (159, 145), (158, 153), (157, 154), (173, 155))
 LEFT_LID_PAIRS = ((466, 249), (388, 390), (387, 373), (386, 374), (385, 380), (384, 381), (398, 382))
+# Inner-lip landmarks facing each other (upper, lower): the canonical mouth is slightly open.
+INNER_LIP_PAIRS = ((191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324))
 NOSE_TIP = 4
 NOSE_BRIDGE = 6
 NOSTRILS = (98, 327)  # the subject's right/left alar base, where the nostril openings sit

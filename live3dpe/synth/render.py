@@ -64,7 +64,7 @@ def _head_for(shape) -> Head:
 def build_scene(person: Person, texture_size: int = 512) -> Scene:
     head = _head_for(person.shape)
     texture = paint_face(person.appearance, texture_size, person.seed)
-    return Scene(person, head, texture, head.mesh.part == Part.HAIR)
+    return Scene(person, head, texture, np.isin(head.mesh.part, [Part.HAIR, Part.MOUTH]))
 
 
 def scene_for(person: Person, texture_size: int = 512) -> Scene:
