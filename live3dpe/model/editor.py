@@ -67,6 +67,8 @@ class Editor:
         # sensitive parts (ray marching, softmax, norms) in float32 while convs/matmuls use `dtype`.
         self.net = net.to(device=self.device, dtype=torch.float32, memory_format=self.memory_format)
         self.net.eval().requires_grad_(False)
+        # The SR's style is a learned constant: fold it into plain conv weights once (exact in fp32).
+        self.net.renderer.fold_superres()
         self.config: ModelConfig = net.cfg
         self.meta = meta
         self.prompts = PromptEncoder(self.net, text_backend, weights_version, PromptCache())
