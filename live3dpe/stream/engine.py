@@ -3,8 +3,11 @@
     capture ─▶ stage 1 ─▶ … ─▶ stage n ─▶ sink
 
 Live mode (`live=True`) connects threads with `LatestQueue`s: a slow stage drops stale
-frames instead of delaying new ones, so latency stays flat. Offline mode connects them
-with `BlockingQueue`s: every input frame becomes exactly one output frame, in order.
+frames instead of delaying new ones, so latency stays flat. With `on_demand` (default) a
+stage starts its next frame only once the following stage has taken its previous result,
+so no CPU goes into frames that would be dropped later: drops then happen at the capture
+queue, and the bottleneck stage keeps the cores it needs. Offline mode connects the
+threads with `BlockingQueue`s: every input frame becomes exactly one output frame, in order.
 
 A stage that raises on a frame does not stop the stream: the remaining stages are
 skipped for that frame and the original image is passed through; each (stage, error type)
@@ -81,6 +84,7 @@ class Engine:
         queue_size: int | None = None,
         max_source_errors: int = 30,
         postprocess: Callable[[np.ndarray, Work], np.ndarray] | None = None,
+        on_demand: bool = True,
     ) -> None:
         self.source, self.sink, self.stages = source, sink, list(stages)
         self.live = live
@@ -89,6 +93,7 @@ class Engine:
         self.max_frames = max_frames
         self.max_source_errors = max_source_errors
         self.postprocess = postprocess
+        self.on_demand = on_demand
         size = queue_size or (1 if live else 4)
         make = LatestQueue if live else BlockingQueue
         self.queues: list[StageQueue[Work]] = [make(size) for _ in range(len(self.stages) + 1)]
@@ -193,6 +198,8 @@ class Engine:
     def _stage_loop(self, stage: Stage, inq: StageQueue[Work], outq: StageQueue[Work]) -> None:
         try:
             while True:
+                if self.live and self.on_demand:
+                    outq.wait_empty()  # start the freshest frame only when the next stage can take it
                 work = inq.get()
                 if not (work.control.passthrough or work.extra.get("failed")):
                     t0 = time.perf_counter()

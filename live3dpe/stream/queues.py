@@ -61,6 +61,11 @@ class StageQueue(Generic[T]):
                 return item
             raise QueueClosed
 
+    def wait_empty(self, timeout: float | None = None) -> bool:
+        """Block until the consumer has taken everything (or the queue is closed); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._items or self._closed, timeout)
+
     def close(self, discard: bool = False) -> None:
         """End of input. `discard=True` (abort) also drops what is queued."""
         with self._cond:

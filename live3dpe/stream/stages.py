@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import threading
 import time
 
 import cv2
@@ -52,10 +54,15 @@ class ModelStage:
     """Crop → encode (with the prompt) → smooth triplane → render → uint8 face.
 
     The prompt embedding is recomputed only when `ControlState.prompt_version` changes. On
-    CUDA the stage runs on its own stream so it overlaps the other stages' copies."""
+    CUDA the stage runs on its own stream so it overlaps the other stages' copies; on the CPU
+    it uses `cpu_threads` torch threads (default `pipeline_torch_threads()`), set from the
+    stage's own thread because the setting is per thread."""
 
-    def __init__(self, editor, smoother=None) -> None:
+    def __init__(self, editor, smoother=None, cpu_threads: int | None = None) -> None:
         self.editor = editor
+        on_cpu = torch.device(getattr(editor, "device", "cpu")).type == "cpu"
+        self.cpu_threads = (cpu_threads or pipeline_torch_threads()) if on_cpu else None
+        self._threads_set_in: int | None = None
         if smoother is None:
             from live3dpe.tracking import TriplaneSmoother
 
@@ -98,6 +105,9 @@ class ModelStage:
         from live3dpe.model.types import Planes
         from live3dpe.pose.align import scale_affine, warp_crop
 
+        if self.cpu_threads and self._threads_set_in != threading.get_ident():
+            torch.set_num_threads(self.cpu_threads)
+            self._threads_set_in = threading.get_ident()
         ed = self.editor
         r = ed.input_resolution
         crop = warp_crop(work.frame.image, scale_affine(obs.crop_affine, r / obs.crop_size), r)
@@ -146,11 +156,19 @@ def letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def build_stages(editor, estimator=None) -> list[Stage]:
+def pipeline_torch_threads(reserve: int = 1) -> int:
+    """Torch CPU threads for a model stage that shares the machine with the other stages.
+
+    They run at the same time; a torch pool as large as the machine then oversubscribes the
+    cores and its spinning threads slow everything down (10x measured on 2 cores)."""
+    return max(1, (os.cpu_count() or 1) - reserve)
+
+
+def build_stages(editor, estimator=None, cpu_threads: int | None = None) -> list[Stage]:
     """The standard live/offline pipeline for `editor`."""
     return [
         Stage("pose", FaceStage(estimator)),
-        Stage("model", ModelStage(editor)),
+        Stage("model", ModelStage(editor, cpu_threads=cpu_threads)),
         Stage("composite", CompositeStage()),
     ]
 
