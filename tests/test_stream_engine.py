@@ -141,6 +141,26 @@ def test_live_slow_model_drops_frames_and_latency_stays_flat():
     assert np.median(late) < 2 * np.median(lat[: len(lat) // 2]) + 50
 
 
+@pytest.mark.parametrize("on_demand", [True, False])
+def test_on_demand_stages_do_no_work_on_frames_that_would_be_dropped(on_demand):
+    calls = {"pose": 0, "model": 0}
+
+    def pose(work):
+        calls["pose"] += 1
+        time.sleep(0.002)
+
+    def model(work):
+        calls["model"] += 1
+        time.sleep(0.04)
+
+    stages = [Stage("pose", pose), Stage("model", model)]
+    Engine(CountingSource(n=None, fps=200), NullSink(), stages, live=True, max_frames=120, on_demand=on_demand).run()
+    if on_demand:
+        assert calls["pose"] <= calls["model"] + 2
+    else:
+        assert calls["pose"] > 2 * calls["model"]
+
+
 def test_live_pts_travel_with_frames_and_increase():
     sink = ListSink()
     Engine(CountingSource(60, fps=200), sink, [Stage("slow", lambda w: time.sleep(0.01))], live=True).run()
