@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--people", type=int, default=3, help="unseen people, one edit style each (default 3)")
-    p.add_argument("--yaws", default="-35,-15,0,15,35", metavar="DEG,...", help="evaluation views, degrees (input at 0)")
+    p.add_argument("--yaws", default="-35,-15,0,15,35", metavar="DEG,...", help="evaluation views in degrees, input at 0 (write --yaws=-40,0,40 for negative values)")
     p.add_argument("--styles", default=None, metavar="NAME,...", help="edit styles to cycle through (default all)")
     p.add_argument("--no-text", dest="text", action="store_false", help="skip the held-out text prompt rows")
     p.add_argument("--frames", type=int, default=20, help="talking-head frames for flicker/jitter (default 20)")

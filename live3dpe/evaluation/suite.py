@@ -130,7 +130,8 @@ def markdown(payload: dict) -> str:
     lines += [
         "",
         "PSNR/SSIM/depth: against the edited person rendered at each view. Multi-view PSNR: each view warped into the input view "
-        "by the method's own depth, inside the face. ms / edit: encode + one render on this device; for `2D edit → 3D prior` "
+        "by the method's own depth, inside the face (no occlusion test, so even the truth loses a little at wide angles; a flat, "
+        "view-independent image is trivially consistent, so read it next to PSNR). ms / edit: encode + one render on this device; for `2D edit → 3D prior` "
         "it excludes the 2D edit itself (here the ground truth; InstructPix2Pix in the paper), which this suite cannot time.",
     ]
     seq = payload["sequence"]
