@@ -264,3 +264,24 @@ async def _make_sink(loop):
     from live3dpe.stream.webrtc import TrackSink
 
     return TrackSink(loop)
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_ctrl_c_commits_a_live_recording_and_aborts_an_offline_one(tmp_path, live):
+    import _thread
+
+    class InterruptAfter(VideoFileSink):
+        def send(self, frame):
+            super().send(frame)
+            if self.frames_written == 5:
+                _thread.interrupt_main()  # what Ctrl+C does to the main thread
+
+    out = tmp_path / "rec.mp4"
+    engine = Engine(SyntheticFaceSource(96, 96, frames=None), InterruptAfter(out, fps=30), live=live)
+    if live:
+        engine.run()
+        assert probe(out)["frames"] >= 5 and [p.name for p in tmp_path.iterdir()] == ["rec.mp4"]
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            engine.run()
+        assert list(tmp_path.iterdir()) == []

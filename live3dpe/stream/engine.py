@@ -136,11 +136,19 @@ class Engine:
         """Stream until the source ends, `max_frames` is reached, or a sink stops it.
 
         The sink is closed at the end: committed on success, aborted (partial output
-        discarded) when the sink failed or the run was interrupted."""
+        discarded) when the sink failed. Ctrl+C is how a live stream normally ends, so there
+        it commits what was streamed; an interrupted offline run is aborted and re-raised."""
         self.start()
         try:
             while not self.join(timeout=0.2):
                 pass
+        except KeyboardInterrupt:
+            self.stop()
+            self.join(timeout=5)
+            self._close(abort=not self.live or self.error is not None)
+            if not self.live:
+                raise
+            return self.stats
         except BaseException:
             self.stop()
             self.join(timeout=5)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from fractions import Fraction
 
@@ -36,7 +37,7 @@ class TrackSource:
             vf = fut.result(self.timeout)
         except MediaStreamError:
             raise EndOfStream from None
-        except TimeoutError:
+        except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             fut.cancel()
             raise RuntimeError(f"no video from the WebRTC track for {self.timeout:g} s") from None
         tb = vf.time_base or Fraction(1, 90000)
