@@ -285,3 +285,16 @@ def test_ctrl_c_commits_a_live_recording_and_aborts_an_offline_one(tmp_path, liv
         with pytest.raises(KeyboardInterrupt):
             engine.run()
         assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_file_ends_the_stream_cleanly(tmp_path):
+    full = tmp_path / "full.mkv"
+    src = SyntheticFaceSource(96, 96, fps=10, frames=30)
+    with VideoFileSink(full, fps=10) as sink:
+        for f in frames_of(src):
+            sink.send(f)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])  # the source ends mid-stream
+    out = tmp_path / "out.mp4"
+    stats = Engine(VideoFileSource(cut), VideoFileSink(out, fps=10), live=False).run()
+    assert 0 < probe(out)["frames"] == stats.frames_out < 30
