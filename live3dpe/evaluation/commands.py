@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--people", type=int, default=3, help="unseen people, one edit style each (default 3)")
     p.add_argument("--yaws", default="-35,-15,0,15,35", metavar="DEG,...", help="evaluation views in degrees, input at 0 (write --yaws=-40,0,40 for negative values)")
-    p.add_argument("--styles", default=None, metavar="NAME,...", help="edit styles to cycle through (default all)")
+    p.add_argument("--styles", default=None, metavar="NAME,...", help="edit styles to cycle through (default bronze,zombie,red_hair; 'all' for every style)")
     p.add_argument("--no-text", dest="text", action="store_false", help="skip the held-out text prompt rows")
     p.add_argument("--frames", type=int, default=20, help="talking-head frames for flicker/jitter (default 20)")
     p.add_argument("--arcface", type=Path, default=None, metavar="MODEL.onnx", help="local insightface recognition model")
@@ -45,7 +45,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = SuiteConfig(
         people=args.people,
         yaws_deg=tuple(float(v) for v in args.yaws.split(",")),
-        styles=tuple(args.styles.split(",")) if args.styles else None,
+        styles=SuiteConfig.styles if args.styles is None else None if args.styles == "all" else tuple(args.styles.split(",")),
         text=args.text,
         sequence_frames=args.frames,
         seed=args.seed,

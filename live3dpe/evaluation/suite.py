@@ -24,7 +24,8 @@ from live3dpe.model.editor import Editor
 class SuiteConfig:
     people: int = 3
     yaws_deg: tuple[float, ...] = (-35.0, -15.0, 0.0, 15.0, 35.0)
-    styles: tuple[str, ...] | None = None  # None: all, person i gets style i
+    # person i gets styles[i % len]: one material, one skin + geometry, one hair-only edit
+    styles: tuple[str, ...] | None = ("bronze", "zombie", "red_hair")
     text: bool = True  # also the held-out text phrasing, when the editor has a text back-end
     sequence_frames: int = 20
     sequence_style: str = "golden_statue"
