@@ -63,7 +63,7 @@ class RandomWorld:
         low = torch.rand(n, 3, 4, 4, generator=g) * 2 - 1
         return torch.nn.functional.interpolate(low, size=(S, S), mode="bilinear", align_corners=False)
 
-    def prior_batch(self, batch: int, g: torch.Generator) -> PriorBatch:
+    def prior_batch(self, batch: int, g: torch.Generator, views: int = 2) -> PriorBatch:
         label = cameras.Camera.from_yaw_pitch(torch.rand(batch, generator=g) - 0.5, torch.zeros(batch)).label
         novel = jitter_views(label, CameraJitter(), g)
         labels = torch.stack([label, novel], 1)
@@ -89,7 +89,7 @@ def test_prior_steps_reduce_loss(tmp_path):
     batch = world.prior_batch(2, torch.Generator().manual_seed(0))
 
     class Fixed:
-        def prior_batch(self, n, g):
+        def prior_batch(self, n, g, views=2):
             return batch
 
     def loss_of(net):

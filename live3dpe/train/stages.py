@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class PriorSource(Protocol):
-    def prior_batch(self, batch: int, generator: torch.Generator) -> PriorBatch: ...
+    def prior_batch(self, batch: int, generator: torch.Generator, views: int) -> PriorBatch: ...
 
 
 class EditSource(Protocol):
@@ -44,7 +44,7 @@ class StageConfig:
     batch: int = 4
     lr: float = 1e-3
     seed: int = 0
-    views: int = 2  # stage 1: input view + (views - 1) jittered novel views per person
+    views: int = 2  # stage 1 rendered views per person (see SynthDataSource.prior_batch)
 
 
 def log_path(out: str | Path) -> Path:
@@ -90,7 +90,7 @@ def train_prior(
     try:
         state = train_loop(
             net, opt,
-            lambda g: source.prior_batch(stage.batch, g),
+            lambda g: source.prior_batch(stage.batch, g, stage.views),
             lambda b, g: prior_loss(net, b, g, weights),
             state, gen, loop, out, runlog, info,
         )  # fmt: skip

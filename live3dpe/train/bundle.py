@@ -1,0 +1,144 @@
+"""Reproduce the bundled default model: `python -m live3dpe.train.bundle` (or `live3dpe train bundle`).
+
+CPU-only, one command, resumable (rerun it after an interruption): renders the synthetic
+training set, trains the `tiny` preset's 3D prior (stage 1) and its editing path (stage 2,
+Eq. 4-7) for a wall-clock budget each, exports `live3dpe/model/weights/default_tiny.safetensors`
+with its logs, then measures reconstruction / editing quality and the customization curve
+(one style is kept out of stage 2 for that) into `benchmarks/results/training_*`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from live3dpe.model.checkpoint import load_checkpoint, save_checkpoint
+from live3dpe.synth.dataset import SynthConfig, write_dataset
+from live3dpe.synth.styles import STYLES
+
+from .customize_bench import customization_benchmark
+from .data import SynthDataSource, TextFeatureCache
+from .evaluate import evaluate, make_eval_set
+from .loop import LoopConfig
+from .report import customization_markdown, quality_markdown
+from .stages import StageConfig, log_path, train_edit, train_prior
+from .state import side_path
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[2]
+WEIGHTS = Path(__file__).resolve().parents[1] / "model" / "weights"
+STEPS = ("data", "prior", "edit", "export", "evaluate", "customize")
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """Everything that determines the bundled model."""
+
+    work: str = "runs/bundle"
+    people: int = 160
+    views: int = 4
+    seed: int = 0
+    prior_minutes: float = 20.0
+    edit_minutes: float = 12.0
+    batch: int = 2
+    prior_views: int = 1
+    prior_lr: float = 1e-3
+    edit_lr: float = 3e-4
+    image_prompt_prob: float = 0.4
+    custom_style: str = "neon"  # kept out of stage 2: the customization benchmark learns it
+    eval_people: int = 6
+    custom_seconds: float = 60.0
+    threads: int = 1  # tiny convolutions run faster single-threaded, above all on a shared CPU
+
+
+def _remaining_minutes(ckpt: Path, budget: float) -> float:
+    """A rerun continues the same budget instead of starting a new one."""
+    if not side_path(ckpt).exists():
+        return budget
+    spent = float(torch.load(side_path(ckpt), weights_only=True)["elapsed_s"]) / 60
+    return max(budget - spent, 0.0)
+
+
+def run(cfg: BundleConfig, steps: tuple[str, ...] = STEPS, out_dir: Path = WEIGHTS, results: Path = REPO / "benchmarks" / "results") -> None:
+    torch.set_num_threads(cfg.threads)
+    work = Path(cfg.work)
+    data, prior, edit = work / "data", work / "prior.safetensors", work / "edit.safetensors"
+    final = out_dir / "default_tiny.safetensors"
+    text = TextFeatureCache()
+    styles = [s for s in STYLES if s != cfg.custom_style]
+    if "data" in steps and not (data / "synth.json").exists():
+        write_dataset(data, SynthConfig(people=cfg.people, views=cfg.views, seed=cfg.seed, resolution=128, supersample=1), progress=True)
+    if "prior" in steps:
+        source = SynthDataSource(data, ref_resolution=112, text=None)
+        minutes = _remaining_minutes(prior, cfg.prior_minutes)
+        if minutes > 0:
+            train_prior(source, prior, LoopConfig(minutes=minutes, log_every=10), StageConfig(cfg.batch, cfg.prior_lr, cfg.seed, cfg.prior_views), "tiny", resume=True, meta={"bundle": asdict(cfg)})
+    if "edit" in steps:
+        source = SynthDataSource(data, ref_resolution=112, text=text, styles=styles, image_prompt_prob=cfg.image_prompt_prob)
+        minutes = _remaining_minutes(edit, cfg.edit_minutes)
+        if minutes > 0:
+            train_edit(source, prior, edit, LoopConfig(minutes=minutes, log_every=10), StageConfig(cfg.batch, cfg.edit_lr, cfg.seed), resume=True, meta={"bundle": asdict(cfg)})
+    if "export" in steps:
+        net, meta = load_checkpoint(edit)
+        p_side = torch.load(side_path(prior), weights_only=True)
+        e_side = torch.load(side_path(edit), weights_only=True)
+        info = {
+            "reproduce": "python -m live3dpe.train.bundle",
+            "bundle": asdict(cfg),
+            "styles_trained": styles,
+            "prior_steps": int(p_side["step"]), "prior_minutes": round(float(p_side["elapsed_s"]) / 60, 1),
+            "edit_steps": int(e_side["step"]), "edit_minutes": round(float(e_side["elapsed_s"]) / 60, 1),
+            "logs": ["default_tiny.prior.log.csv", "default_tiny.edit.log.csv"],
+        }  # fmt: skip
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(net, final, info)
+        shutil.copy(log_path(prior), out_dir / "default_tiny.prior.log.csv")
+        shutil.copy(log_path(edit), out_dir / "default_tiny.edit.log.csv")
+        log.info("exported %s (%.1f MB)", final, final.stat().st_size / 1e6)
+    es = None
+    if "evaluate" in steps or "customize" in steps:
+        es = make_eval_set(cfg.eval_people, list(STYLES), 128)
+    if "evaluate" in steps:
+        net, _ = load_checkpoint(final)
+        t0 = time.monotonic()
+        quality = evaluate(net, es, text, list(STYLES))
+        quality.update(checkpoint=str(final.relative_to(REPO)) if final.is_relative_to(REPO) else str(final), eval_people=cfg.eval_people,
+                       custom_style_not_trained=cfg.custom_style, eval_seconds=round(time.monotonic() - t0, 1))  # fmt: skip
+        (out_dir / "default_tiny.metrics.json").write_text(json.dumps(quality, indent=1))
+        results.mkdir(parents=True, exist_ok=True)
+        (results / "training_quality.json").write_text(json.dumps(quality, indent=1))
+        (results / "training_quality.md").write_text(quality_markdown(quality))
+    if "customize" in steps:
+        custom = customization_benchmark(final, cfg.custom_style, es, text, seconds=cfg.custom_seconds)
+        results.mkdir(parents=True, exist_ok=True)
+        (results / "training_customization.json").write_text(json.dumps(custom, indent=1))
+        (results / "training_customization.md").write_text(customization_markdown(custom))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = BundleConfig()
+    p.add_argument("--work", default=d.work, help="scratch folder (dataset, stage checkpoints, logs)")
+    p.add_argument("--prior-minutes", type=float, default=d.prior_minutes)
+    p.add_argument("--edit-minutes", type=float, default=d.edit_minutes)
+    p.add_argument("--people", type=int, default=d.people)
+    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="run only these parts")
+
+
+def main_args(args: argparse.Namespace) -> int:
+    cfg = BundleConfig(work=args.work, prior_minutes=args.prior_minutes, edit_minutes=args.edit_minutes, people=args.people, threads=args.threads)
+    run(cfg, tuple(args.steps))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    raise SystemExit(main_args(parser.parse_args()))

@@ -1,0 +1,129 @@
+"""`live3dpe train prior|edit|bundle` and `live3dpe adapt`."""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def _loop(args: argparse.Namespace):
+    from .loop import LoopConfig
+
+    if args.steps is None and args.minutes is None:
+        raise ValueError("give --steps and/or --minutes")
+    return LoopConfig(steps=args.steps, minutes=args.minutes, checkpoint_every_s=args.checkpoint_every)
+
+
+def _prior(args: argparse.Namespace) -> int:
+    from live3dpe.model.config import get_preset
+
+    from .data import SynthDataSource
+    from .stages import StageConfig, train_prior
+
+    torch.set_num_threads(args.threads)
+    cfg = get_preset(args.preset)
+    source = SynthDataSource(args.data, cfg.ref_resolution, text=None)
+    _, state = train_prior(source, args.out, _loop(args), StageConfig(args.batch, args.lr, args.seed), cfg, resume=args.resume)
+    print(f"prior: step {state.step}, {state.elapsed_s / 60:.1f} min trained -> {args.out}")
+    return 0
+
+
+def _edit(args: argparse.Namespace) -> int:
+    from live3dpe.model.checkpoint import read_meta
+
+    from .data import SynthDataSource, TextFeatureCache
+    from .stages import StageConfig, train_edit
+
+    torch.set_num_threads(args.threads)
+    cfg = read_meta(args.prior).config
+    text = TextFeatureCache(read_meta(args.prior).text_backend)
+    source = SynthDataSource(args.data, cfg.ref_resolution, text=text, styles=args.styles, image_prompt_prob=args.image_prompt_prob)
+    _, state = train_edit(source, args.prior, args.out, _loop(args), StageConfig(args.batch, args.lr, args.seed), resume=args.resume)
+    print(f"edit: step {state.step}, {state.elapsed_s / 60:.1f} min trained -> {args.out}")
+    return 0
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from .bundle import main_args
+
+    return main_args(args)
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    from live3dpe.model.checkpoint import load_checkpoint, save_checkpoint
+
+    from .adapt import AdaptConfig, adapt, load_pairs
+    from .data import TextFeatureCache
+
+    torch.set_num_threads(args.threads)
+    net, meta = load_checkpoint(args.checkpoint)
+    pairs = load_pairs(args.pairs, net.cfg.input_resolution, net.cfg.ref_resolution, TextFeatureCache(meta.text_backend))
+    history = adapt(net, pairs, AdaptConfig(minutes=args.minutes, max_steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed))
+    info = dict(meta.training, adapted={"style": pairs.prompt.style, "prompt": pairs.prompt.text or "(image)", "pairs": int(pairs.before.shape[0]),
+                                        "steps": len(history), "seconds": history[-1]["time_s"] if history else 0.0, "from": str(args.checkpoint)})  # fmt: skip
+    save_checkpoint(net, args.out, info, text_backend=meta.text_backend)
+    log_file = args.log or args.out.replace(".safetensors", ".adapt.csv")
+    with open(log_file, "w", newline="") as f:
+        if history:
+            w = csv.DictWriter(f, list(history[-1]))
+            w.writeheader()
+            w.writerows(history)
+    last = history[-1] if history else {}
+    print(f"adapted to {pairs.prompt.style!r} with {pairs.before.shape[0]} pairs: {len(history)} steps, loss {last.get('loss', float('nan')):.4f} -> {args.out} (log {log_file})")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, steps_default: int | None = None) -> None:
+    p.add_argument("--steps", type=int, default=steps_default, help="total optimisation steps")
+    p.add_argument("--minutes", type=float, help="wall-clock budget of this run")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT's optimizer/RNG state if present")
+    p.add_argument("--checkpoint-every", type=float, default=120.0, help="seconds between checkpoints")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train the editor: 3D prior, 3DPE distillation, bundled model")
+    sub = train.add_subparsers(dest="train_command", metavar="TRAIN_COMMAND", required=True)
+
+    p = sub.add_parser("prior", help="stage 1: multi-view reconstruction (E_low, E_high, E_t, decoder, SR)")
+    p.add_argument("--data", required=True, help="synthetic EG3D-layout dataset (`live3dpe data synth`)")
+    p.add_argument("--out", required=True, help="checkpoint .safetensors (+ .train.pt optimizer/RNG state)")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--lr", type=float, default=1e-3)
+    _common(p)
+    p.set_defaults(func=_prior)
+
+    p = sub.add_parser("edit", help="stage 2: freeze the prior, distil edits (paper Eq. 4-7)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--prior", required=True, help="stage-1 checkpoint")
+    p.add_argument("--out", required=True)
+    p.add_argument("--styles", nargs="+", help="train on these styles only")
+    p.add_argument("--image-prompt-prob", type=float, default=0.4)
+    p.add_argument("--lr", type=float, default=3e-4)
+    _common(p)
+    p.set_defaults(func=_edit)
+
+    from .bundle import add_arguments
+
+    p = sub.add_parser("bundle", help="reproduce the bundled default model (data, both stages, export, benchmarks)")
+    add_arguments(p)
+    p.set_defaults(func=_bundle)
+
+    p = subparsers.add_parser("adapt", help="customize a model to a new style from a few before/after pairs (paper §3.3)")
+    p.add_argument("--pairs", required=True, help="folder of <name>_before.png/<name>_after.png + prompt.txt or reference.png")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--minutes", type=float, default=5.0)
+    p.add_argument("--steps", type=int, help="stop after this many steps (default: only the time budget)")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log", help="loss-vs-time CSV (default: next to --out)")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_adapt)
