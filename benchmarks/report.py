@@ -32,7 +32,7 @@ RESULTS = HERE / "results"
 REPORT = HERE / "RESULTS.md"
 LATENCY_SCRIPTS = ("model_latency.py", "pipeline_latency.py", "pose_latency.py")
 NOT_MEASURED = "_Not yet measured._"
-X_KEYS = ("step", "steps", "iteration", "epoch", "seconds", "time_s", "elapsed_s")
+X_KEYS = ("time_s", "seconds", "elapsed_s", "step", "steps", "iteration", "epoch")  # first present = x axis
 METHOD_STYLE = {
     "3dpe_image": ("3DPE (image prompt)", "C0", "-"),
     "3dpe_text": ("3DPE (held-out text)", "C1", "-"),
@@ -53,7 +53,8 @@ def md_body(name: str) -> str | None:
     if not path.is_file():
         return None
     lines = path.read_text().splitlines()
-    return "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines).strip()
+    lines = lines[1:] if lines and lines[0].startswith("# ") else lines
+    return "\n".join("#" + ln if ln.startswith("## ") else ln for ln in lines).strip()  # under the report's "##"
 
 
 def stamp(fig, device: str, precision: str, commit: str) -> None:
@@ -150,26 +151,28 @@ def find_curves(obj, path: str = "") -> list[tuple[str, str, list[dict]]]:
 
 
 def plot_adaptation(files: list[Path]) -> tuple[str | None, list[str]]:
-    """One panel per curve found in the training/customization results; returns (png, file notes)."""
+    """One panel per (file, metric), one line per curve (e.g. per number of customization pairs),
+    against time when the records have it; returns (png, notes on what each file held)."""
     panels, notes = [], []
     for f in files:
         data = json.loads(f.read_text())
         found = find_curves(data)
         notes.append(f"`{f.name}`: {len(found)} curve(s)" + ("" if found else " (no list of records with a step/time key)"))
         env = data.get("environment", data) if isinstance(data, dict) else {}
-        panels += [(f.stem, name, x, recs, env) for name, x, recs in found]
+        metrics = sorted({k for _, _, recs in found for k, v in recs[0].items() if k not in X_KEYS and isinstance(v, (int, float))})
+        panels += [(f.stem, m, found, env) for m in metrics]
     if not panels:
         return None, notes
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
-    for ax, (stem, name, x, recs, _) in zip(axes[0], panels):
-        keys = [k for k in recs[0] if k not in X_KEYS and isinstance(recs[0][k], (int, float))]
-        for k in keys:
-            ax.plot([r[x] for r in recs], [r.get(k, math.nan) for r in recs], label=k)
-        ax.set_xlabel(x)
-        ax.set_title(f"{stem}: {name}", fontsize=9)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False)
+    for ax, (stem, metric, curves, _) in zip(axes[0], panels):
+        for name, x, recs in curves:
+            if metric in recs[0]:
+                ax.plot([r[x] for r in recs], [r.get(metric, math.nan) for r in recs], marker=".", label=name)
+        ax.set_xlabel(curves[0][1])
+        ax.set_title(f"{stem}: {metric}", fontsize=9)
         ax.legend(fontsize=7)
-    env = panels[0][4]
-    stamp(fig, str(env.get("device", "?")), str(env.get("precision", "?")), str(env.get("commit", "?")))
+    env = panels[0][3]
+    stamp(fig, str(env.get("device", "not recorded")), str(env.get("precision", "not recorded")), str(env.get("commit", "not recorded")))
     return save(fig, "adaptation.png"), notes
 
 
@@ -204,7 +207,9 @@ def build_report() -> str:
     lines += section("Pose stage latency", md_body("pose_latency.md"))
     files = sorted(RESULTS.glob("training_*.json")) + sorted(RESULTS.glob("customization*.json"))
     png, notes = plot_adaptation(files)
-    lines += section("Adaptation speed (paper Table 2)", "\n".join(f"- {n}" for n in notes) if notes else None, png)
+    tables = [b for b in (md_body("training_quality.md"), md_body("training_customization.md")) if b]
+    body = "\n\n".join(tables + ["\n".join(f"- {n}" for n in notes)]) if notes else None
+    lines += section("Training and adaptation speed (paper Table 2)", body, png)
     return "\n".join(lines).rstrip() + "\n"
 
 

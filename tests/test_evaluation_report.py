@@ -35,6 +35,9 @@ def test_find_curves_locates_records_with_a_step_key(report):
     found = report.find_curves(data)
     assert [(name, x) for name, x, _ in found] == [("stage1/curve", "step")]
     assert report.find_curves({"rows": [{"a": 1}, {"a": 2}]}) == []  # no step/time key: not a curve
+    # customization results: one curve per number of pairs, against time rather than steps
+    runs = {"runs": {n: [{"step": 0, "time_s": 0.0, "psnr_novel": 9.0}, {"step": 4, "time_s": 10.0, "psnr_novel": 12.0}] for n in ("2", "5")}}
+    assert [(name, x) for name, x, _ in report.find_curves(runs)] == [("runs/2", "time_s"), ("runs/5", "time_s")]
 
 
 def test_report_without_results_says_not_yet_measured(report, tmp_path):
