@@ -169,3 +169,41 @@ def test_suite_payload_and_markdown(micro_editor):
     assert "random weights" in text
     assert "unavailable (no weights supplied)" in text
     assert text.count("| 3DPE (image prompt) |") == 1 and "| ground truth (ceiling) | inf | inf |" in text
+
+
+class _FakeSession:
+    """Stands in for onnxruntime: 'embeds' the aligned crop as its 8x8 mean-pooled pixels."""
+
+    def __init__(self, path, providers):
+        self.seen: list[np.ndarray] = []
+
+    def get_inputs(self):
+        return [type("Input", (), {"name": "input.1"})()]
+
+    def run(self, outputs, feeds):
+        blob = feeds["input.1"]
+        self.seen.append(blob)
+        return [blob.reshape(1, 3, 8, 14, 8, 14).mean((3, 5)).reshape(1, -1)]
+
+
+def test_arcface_wiring_finds_aligns_and_normalises(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    from live3dpe.evaluation.learned import ArcFaceIdentity
+    from live3dpe.model.cameras import Camera
+    from live3dpe.synth.person import sample_person
+    from live3dpe.synth.render import render
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", types.SimpleNamespace(InferenceSession=_FakeSession))
+    model = tmp_path / "arcface.onnx"
+    model.write_bytes(b"fake")
+    metric = load_identity(model)
+    assert isinstance(metric, ArcFaceIdentity)
+    face = render(sample_person(np.random.default_rng(3)), Camera.frontal().label[0].numpy(), 128, supersample=1).image
+    e = metric.embed(face)
+    blob = metric._session.seen[-1]
+    assert blob.shape == (1, 3, 112, 112) and -1 <= blob.min() and blob.max() <= 1  # 112 crop, (x - 127.5) / 127.5
+    assert np.linalg.norm(e) == pytest.approx(1.0)
+    assert metric.similarity(face, face) == pytest.approx(1.0)
+    assert math.isnan(metric.similarity(face, np.full_like(face, 128)))  # no face: not measurable
