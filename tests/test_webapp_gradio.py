@@ -127,3 +127,37 @@ def test_upload_size_limit(ui):
     big = b"\0" * (MAX_UPLOAD_MB * 1024 * 1024 + 1024)
     resp = requests.post(f"{ui[0]}gradio_api/upload", files={"files": ("big.png", big, "image/png")}, timeout=30)
     assert resp.status_code == 413
+
+
+@pytest.mark.slow
+def test_customize_then_edit_with_the_new_style(ui, portrait_png):
+    from gradio_client import handle_file
+
+    client = _client(ui[0])
+    status, _, _, phrase = client.predict(
+        "synthetic", "marble", 1, [], [], "", None, "my marble", 5, api_name="/customize"
+    )
+    assert "my marble" in status and phrase
+    crop, edited, _ = client.predict(handle_file(str(portrait_png)), phrase, None, "my marble", 0, 0, api_name="/edit")
+    assert _read(edited).ndim == 3
+
+
+def test_webcam_frames_go_through_the_live_pipeline(tmp_path):
+    """The webcam tab's stream handler (gradio_client cannot drive streaming events, so it is called directly)."""
+    from skimage.data import astronaut
+
+    from live3dpe.model.editor import Editor
+    from live3dpe.webapp.gradio_app import UiHandlers
+    from live3dpe.webapp.styles import StyleBook
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        h = UiHandlers(StyleBook(Editor.load("tiny")), tmp_path)
+    sent = astronaut()
+    out, session = h.live(sent, "a marble statue", "default", None)
+    assert out.shape == sent.shape
+    diff = np.abs(out.astype(int) - sent).max(axis=-1)
+    assert np.percentile(diff, 99) > 40 and np.median(diff) < 8  # the face is edited, the rest pasted back
+    again, same = h.live(sent, "a marble statue", "default", session)
+    assert same is session and session.control.get().prompt_version == 1  # prompt encoded once per change
+    assert h.live(None, "", "default", session) == (None, session)

@@ -8,6 +8,7 @@ one job at a time, which is what a single CPU/GPU model can serve.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -113,6 +114,30 @@ class UiHandlers:
             raise ValueError("edit a portrait first")
         return state["result"], state["style"]
 
+    def customize(self, source, synth_style, n_pairs, befores, afters, prompt, reference, name, seconds, progress) -> tuple[str, str]:
+        """Adapt a new style and register it; returns (style name, the prompt to use with it)."""
+        from live3dpe.stream.sources import read_image
+
+        from . import customize
+
+        base = self.styles.get(self.styles.default)
+        name = (name or "").strip() or (synth_style if source == "synthetic" else "my style")
+        if name in self.styles.names():
+            raise ValueError(f"a style named {name!r} exists already; pick another name")
+        progress(0.0, "preparing pairs…")
+        with self._lock:
+            if source == "synthetic":
+                if not synth_style:
+                    raise ValueError("pick a synthetic style")
+                pairs = customize.synthetic_pairs(base, synth_style, int(n_pairs))
+            else:
+                befores = [read_image(p) for p in sorted(befores or [], key=lambda p: Path(p).name)]
+                afters = [read_image(p) for p in sorted(afters or [], key=lambda p: Path(p).name)]
+                pairs = customize.photo_pairs(base, self._estimator(), befores, afters, prompt, reference, name)
+            editor = customize.adapt_editor(base, pairs, float(seconds), progress)
+        self.styles.add(name, editor)
+        return name, pairs.prompt.text
+
     def live(self, frame, prompt: str, style: str, session: LiveSession | None):
         if frame is None:
             return None, session
@@ -121,6 +146,12 @@ class UiHandlers:
             session = LiveSession(editor)
         with self._lock:
             return session.process(np.asarray(frame), prompt), session
+
+
+def _synthetic_styles() -> list[str]:
+    from .customize import synthetic_styles
+
+    return synthetic_styles()
 
 
 def build_app(styles: StyleBook, workdir: Path | None = None):
@@ -132,15 +163,17 @@ def build_app(styles: StyleBook, workdir: Path | None = None):
     def guarded(fn):
         """Turn our clear ValueErrors (no face, bad image) into messages shown in the UI."""
 
-        def run(*args):
+        @functools.wraps(fn)  # keeps the signature gradio reads (e.g. a gr.Progress parameter)
+        def run(*args, **kwargs):
             try:
-                return fn(*args)
-            except ValueError as err:
+                return fn(*args, **kwargs)
+            except (ValueError, FileNotFoundError) as err:
                 raise gr.Error(str(err)) from None
 
-        run.__name__ = fn.__name__
         return run
 
+    # the style pickers are shared by several tabs; created here, placed with .render()
+    live_style = gr.Dropdown(styles.names(), value=styles.default, label="Style (model)", render=False)
     with gr.Blocks(title="live3dpe", analytics_enabled=False) as app:
         gr.Markdown("# live3dpe\nEdit a portrait in 3D from a text or image prompt.")
         with gr.Tab("Edit"):
@@ -172,6 +205,36 @@ def build_app(styles: StyleBook, workdir: Path | None = None):
             orbit_btn.click(guarded(h.orbit), [state, orbit_frames], orbit, api_name="orbit")
             mesh_btn.click(guarded(h.mesh), state, mesh, api_name="mesh")
 
+        with gr.Tab("Customize"):
+            gr.Markdown("Teach the editor a new style from a few before/after pairs, then use it right away.")
+            with gr.Row():
+                with gr.Column():
+                    source = gr.Radio(["synthetic", "photos"], value="synthetic", label="Pairs from")
+                    synth_style = gr.Dropdown(_synthetic_styles(), label="Synthetic style")
+                    n_pairs = gr.Slider(1, 10, value=4, step=1, label="synthetic pairs")
+                with gr.Column():
+                    befores = gr.File(file_count="multiple", file_types=["image"], type="filepath", label="Before photos")
+                    afters = gr.File(file_count="multiple", file_types=["image"], type="filepath", label="After photos (same order)")
+                    style_prompt = gr.Textbox(label="Text prompt naming the style", max_length=300)
+                    style_ref = gr.Image(label="…or a reference image", sources=["upload"], type="numpy")
+                with gr.Column():
+                    style_name = gr.Textbox(label="New style name", max_length=60)
+                    seconds = gr.Slider(5, 600, value=60, step=5, label="time budget (s)")
+                    adapt_btn = gr.Button("Adapt", variant="primary")
+                    adapt_status = gr.Markdown()
+
+            def run_customize(*args, progress=gr.Progress()):
+                name, phrase = h.customize(*args, progress=progress)
+                choices = gr.update(choices=styles.names(), value=name)
+                return f"Style **{name}** is ready: pick it on the Edit or Webcam tab.", choices, choices, phrase or gr.update()
+
+            adapt_btn.click(
+                guarded(run_customize),
+                [source, synth_style, n_pairs, befores, afters, style_prompt, style_ref, style_name, seconds],
+                [adapt_status, style, live_style, text],
+                api_name="customize",
+            )
+
         with gr.Tab("Webcam"):
             gr.Markdown("A quick live try: frames go through the same pipeline as `live3dpe live`.")
             with gr.Row():
@@ -179,7 +242,7 @@ def build_app(styles: StyleBook, workdir: Path | None = None):
                 live_out = gr.Image(label="Edited", interactive=False)
             with gr.Row():
                 live_prompt = gr.Textbox(label="Text prompt", max_length=300)
-                live_style = gr.Dropdown(styles.names(), value=styles.default, label="Style (model)")
+                live_style.render()
             session = gr.State()
             cam.stream(
                 guarded(h.live), [cam, live_prompt, live_style, session], [live_out, session],
