@@ -60,7 +60,7 @@ def test_process_model_failure_on_a_frame_keeps_every_frame(clip, tmp_path, monk
     from live3dpe.stream import stages
 
     calls = {"n": 0}
-    original = stages.ModelStage.__call__
+    original = stages.RenderStage.__call__
 
     def flaky(self, work):
         calls["n"] += 1
@@ -68,7 +68,7 @@ def test_process_model_failure_on_a_frame_keeps_every_frame(clip, tmp_path, monk
             raise RuntimeError("CUDA error: out of memory")
         original(self, work)
 
-    monkeypatch.setattr(stages.ModelStage, "__call__", flaky)
+    monkeypatch.setattr(stages.RenderStage, "__call__", flaky)
     out = tmp_path / "out.mp4"
     assert main(["process", str(clip), str(out), "--prompt", "zombie"]) == 0
     assert probe(out)["frames"] == probe(clip)["frames"]

@@ -15,7 +15,7 @@ from live3dpe.stream.control import Control
 from live3dpe.stream.engine import Work
 from live3dpe.stream.frame import Frame
 from live3dpe.stream.overlay import Decorator, draw_overlay, output_size
-from live3dpe.stream.stages import CompositeStage, ModelStage, letterbox
+from live3dpe.stream.stages import CompositeStage, EncodeStage, RenderStage, letterbox
 from live3dpe.stream.stats import Stats
 
 
@@ -46,7 +46,7 @@ def work_for(control: Control, obs=None, size=(64, 48), pts=0) -> Work:
 
 def test_prompt_is_encoded_only_when_it_changes():
     editor, smoother = PromptCounter(), SmootherSpy()
-    stage = ModelStage(editor, smoother=smoother)
+    stage = EncodeStage(editor, smoother=smoother)
     control = Control(prompt_text="golden statue")
     for _ in range(3):
         assert stage.prompt_for(control.get()) == "embedding:golden statue"
@@ -61,7 +61,7 @@ def test_prompt_is_encoded_only_when_it_changes():
 
 
 def test_camera_follows_the_face_in_paste_mode_and_the_view_otherwise():
-    stage = ModelStage(PromptCounter(), smoother=SmootherSpy())
+    stage = RenderStage(PromptCounter())
     face_cam = Camera.from_yaw_pitch(math.radians(15), math.radians(-5)).label[0].numpy()
     obs = SimpleNamespace(camera=face_cam)
     control = Control(mode="paste")

@@ -55,6 +55,7 @@ class Work:
     frame: Frame
     control: ControlState
     obs: Any = None  # pose.FaceObservation | None
+    planes: Any = None  # model.types.Planes | None
     face: np.ndarray | None = None  # edited face render, SxSx3 uint8
     output: np.ndarray | None = None  # composited frame
     extra: dict = field(default_factory=dict)

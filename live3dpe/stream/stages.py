@@ -50,19 +50,43 @@ class FaceStage:
         work.obs = obs
 
 
-class ModelStage:
-    """Crop → encode (with the prompt) → smooth triplane → render → uint8 face.
+class _TorchStage:
+    """A model stage in its own thread: on CUDA it gets its own stream so it overlaps the other
+    stages; on the CPU it uses `cpu_threads` torch threads (default `pipeline_torch_threads()`),
+    set from the stage's own thread because the setting is per thread."""
 
-    The prompt embedding is recomputed only when `ControlState.prompt_version` changes. On
-    CUDA the stage runs on its own stream so it overlaps the other stages' copies; on the CPU
-    it uses `cpu_threads` torch threads (default `pipeline_torch_threads()`), set from the
-    stage's own thread because the setting is per thread."""
+    def __init__(self, editor, cpu_threads: int | None = None) -> None:
+        self.editor = editor
+        self.device = torch.device(getattr(editor, "device", "cpu"))
+        self.cpu_threads = (cpu_threads or pipeline_torch_threads()) if self.device.type == "cpu" else None
+        self._threads_set_in: int | None = None
+        self._stream = None
+
+    @contextlib.contextmanager
+    def running(self):
+        """Context for the stage's torch work; on CUDA, results are complete when it exits so
+        the next stage (another thread, another stream) can use them."""
+        if self.cpu_threads and self._threads_set_in != threading.get_ident():
+            torch.set_num_threads(self.cpu_threads)
+            self._threads_set_in = threading.get_ident()
+        if self.device.type != "cuda":
+            with torch.inference_mode():
+                yield
+            return
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(device=self.device)
+        with torch.inference_mode(), torch.cuda.stream(self._stream):
+            yield
+        self._stream.synchronize()
+
+
+class EncodeStage(_TorchStage):
+    """Crop → encode with the prompt → motion-adaptive triplane smoothing: `work.planes`.
+
+    The prompt embedding is recomputed only when `ControlState.prompt_version` changes."""
 
     def __init__(self, editor, smoother=None, cpu_threads: int | None = None) -> None:
-        self.editor = editor
-        on_cpu = torch.device(getattr(editor, "device", "cpu")).type == "cpu"
-        self.cpu_threads = (cpu_threads or pipeline_torch_threads()) if on_cpu else None
-        self._threads_set_in: int | None = None
+        super().__init__(editor, cpu_threads)
         if smoother is None:
             from live3dpe.tracking import TriplaneSmoother
 
@@ -70,15 +94,6 @@ class ModelStage:
         self.smoother = smoother
         self._prompt_version = -1
         self._prompt = None
-        self._stream = None
-
-    def _cuda_stream(self):
-        device = getattr(self.editor, "device", torch.device("cpu"))
-        if torch.device(device).type != "cuda":
-            return contextlib.nullcontext()
-        if self._stream is None:
-            self._stream = torch.cuda.Stream(device=device)
-        return torch.cuda.stream(self._stream)
 
     def prompt_for(self, control):
         if control.prompt_version != self._prompt_version:
@@ -88,6 +103,30 @@ class ModelStage:
             if self.smoother is not None:
                 self.smoother.reset()  # a new edit must not blend with the old one
         return self._prompt
+
+    def __call__(self, work: Work) -> None:
+        obs = work.obs
+        if obs is None:
+            return
+        from live3dpe.model.types import Planes
+        from live3dpe.pose.align import scale_affine, warp_crop
+
+        ed = self.editor
+        r = ed.input_resolution
+        crop = warp_crop(work.frame.image, scale_affine(obs.crop_affine, r / obs.crop_size), r)
+        prompt = self.prompt_for(work.control)
+        with self.running():
+            planes = ed.encode(ed.preprocess(crop), prompt)
+            if work.extra.get("reacquired") and self.smoother is not None:
+                self.smoother.reset()
+            if work.control.smoothing and self.smoother is not None:
+                planes = Planes(self.smoother(planes.tensor, obs.motion))
+        work.planes = planes
+        work.extra["crop"] = crop
+
+
+class RenderStage(_TorchStage):
+    """Triplane → image from the input camera (paste, side-by-side) or the virtual view: `work.face`."""
 
     def camera_for(self, work: Work):
         """Input camera (paste / side-by-side: the face must line up) or the virtual view."""
@@ -99,28 +138,11 @@ class ModelStage:
         return Camera(torch.as_tensor(np.asarray(work.obs.camera, dtype=np.float32)).reshape(1, 25))
 
     def __call__(self, work: Work) -> None:
-        obs = work.obs
-        if obs is None:
+        if work.obs is None or work.planes is None:
             return
-        from live3dpe.model.types import Planes
-        from live3dpe.pose.align import scale_affine, warp_crop
-
-        if self.cpu_threads and self._threads_set_in != threading.get_ident():
-            torch.set_num_threads(self.cpu_threads)
-            self._threads_set_in = threading.get_ident()
-        ed = self.editor
-        r = ed.input_resolution
-        crop = warp_crop(work.frame.image, scale_affine(obs.crop_affine, r / obs.crop_size), r)
-        prompt = self.prompt_for(work.control)
-        with torch.inference_mode(), self._cuda_stream():
-            planes = ed.encode(ed.preprocess(crop), prompt)
-            if work.extra.get("reacquired") and self.smoother is not None:
-                self.smoother.reset()
-            if work.control.smoothing and self.smoother is not None:
-                planes = Planes(self.smoother(planes.tensor, obs.motion))
-            out = ed.render(planes, self.camera_for(work), deterministic=True)
-            work.face = ed.postprocess(out.image)[0]
-        work.extra["crop"] = crop
+        with self.running():
+            out = self.editor.render(work.planes, self.camera_for(work), deterministic=True)
+            work.face = self.editor.postprocess(out.image)[0]
 
 
 class CompositeStage:
@@ -156,19 +178,20 @@ def letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def pipeline_torch_threads(reserve: int = 1) -> int:
-    """Torch CPU threads for a model stage that shares the machine with the other stages.
+def pipeline_torch_threads(stages: int = 2) -> int:
+    """Torch CPU threads for each of `stages` model stages sharing the machine with the rest.
 
-    They run at the same time; a torch pool as large as the machine then oversubscribes the
-    cores and its spinning threads slow everything down (10x measured on 2 cores)."""
-    return max(1, (os.cpu_count() or 1) - reserve)
+    They all run at the same time; pools as large as the machine oversubscribe the cores and
+    their spinning threads slow everything down (10x measured on 2 cores)."""
+    return max(1, (os.cpu_count() or 1) // stages)
 
 
 def build_stages(editor, estimator=None, cpu_threads: int | None = None) -> list[Stage]:
-    """The standard live/offline pipeline for `editor`."""
+    """The standard live/offline pipeline for `editor`: encoding frame n+1 overlaps rendering frame n."""
     return [
         Stage("pose", FaceStage(estimator)),
-        Stage("model", ModelStage(editor, cpu_threads=cpu_threads)),
+        Stage("encode", EncodeStage(editor, cpu_threads=cpu_threads)),
+        Stage("render", RenderStage(editor, cpu_threads=cpu_threads)),
         Stage("composite", CompositeStage()),
     ]
 
