@@ -37,7 +37,12 @@ def test_synth_world_is_both_teachers_with_ground_truth():
 
 
 def _tiny_ip2p(path):
-    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionInstructPix2PixPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     # a hand-made byte-level BPE vocabulary: enough to tokenise the test instructions offline
