@@ -22,12 +22,16 @@ def _prior(args: argparse.Namespace) -> int:
     from live3dpe.model.config import get_preset
 
     from .data import SynthDataSource
+    from .perceptual import load_lpips
     from .stages import StageConfig, train_prior
 
     torch.set_num_threads(args.threads)
     cfg = get_preset(args.preset)
     source = SynthDataSource(args.data, cfg.ref_resolution, text=None)
-    _, state = train_prior(source, args.out, _loop(args), StageConfig(args.batch, args.lr, args.seed), cfg, resume=args.resume)
+    _, state = train_prior(
+        source, args.out, _loop(args), StageConfig(args.batch, args.lr, args.seed, args.views), cfg,
+        resume=args.resume, perceptual=load_lpips(args.lpips),
+    )  # fmt: skip
     print(f"prior: step {state.step}, {state.elapsed_s / 60:.1f} min trained -> {args.out}")
     return 0
 
@@ -36,13 +40,17 @@ def _edit(args: argparse.Namespace) -> int:
     from live3dpe.model.checkpoint import read_meta
 
     from .data import SynthDataSource, TextFeatureCache
+    from .perceptual import load_lpips
     from .stages import StageConfig, train_edit
 
     torch.set_num_threads(args.threads)
     cfg = read_meta(args.prior).config
     text = TextFeatureCache(read_meta(args.prior).text_backend)
     source = SynthDataSource(args.data, cfg.ref_resolution, text=text, styles=args.styles, image_prompt_prob=args.image_prompt_prob)
-    _, state = train_edit(source, args.prior, args.out, _loop(args), StageConfig(args.batch, args.lr, args.seed), resume=args.resume)
+    _, state = train_edit(
+        source, args.prior, args.out, _loop(args), StageConfig(args.batch, args.lr, args.seed),
+        resume=args.resume, perceptual=load_lpips(args.lpips),
+    )  # fmt: skip
     print(f"edit: step {state.step}, {state.elapsed_s / 60:.1f} min trained -> {args.out}")
     return 0
 
@@ -85,6 +93,7 @@ def _common(p: argparse.ArgumentParser, steps_default: int | None = None) -> Non
     p.add_argument("--resume", action="store_true", help="continue from OUT's optimizer/RNG state if present")
     p.add_argument("--checkpoint-every", type=float, default=120.0, help="seconds between checkpoints")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--lpips", help="local LPIPS(alex) weights (.safetensors, `lpips` key names); default: SSIM only")
 
 
 def register(subparsers) -> None:
@@ -96,6 +105,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="checkpoint .safetensors (+ .train.pt optimizer/RNG state)")
     p.add_argument("--preset", default="tiny")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--views", type=int, choices=(1, 2), default=2, help="rendered views per person and step")
     _common(p)
     p.set_defaults(func=_prior)
 

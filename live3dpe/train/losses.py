@@ -38,12 +38,14 @@ def ssim(a: Tensor, b: Tensor, window: int = 7, sigma: float = 1.5) -> Tensor:
     return s.mean()
 
 
-def image_loss(pred: Tensor, target: Tensor, ssim_weight: float = 0.2) -> Tensor:
-    """L1 plus a weight-free structural term: (1 - w) * L1 + w * (1 - SSIM)."""
+def image_loss(pred: Tensor, target: Tensor, ssim_weight: float = 0.2, perceptual=None, perceptual_weight: float = 0.8) -> Tensor:
+    """L1 plus a weight-free structural term, (1 - w) * L1 + w * (1 - SSIM), plus LPIPS when
+    a perceptual network was supplied (the paper's L1 + LPIPS pairing)."""
     l1 = (pred - target).abs().mean()
-    if ssim_weight <= 0:
-        return l1
-    return (1 - ssim_weight) * l1 + ssim_weight * (1 - ssim(pred, target))
+    loss = l1 if ssim_weight <= 0 else (1 - ssim_weight) * l1 + ssim_weight * (1 - ssim(pred, target))
+    if perceptual is not None:
+        loss = loss + perceptual_weight * perceptual(pred, target).mean()
+    return loss
 
 
 def resize_like(x: Tensor, ref: Tensor) -> Tensor:

@@ -38,12 +38,15 @@ class PriorWeights:
     depth: float = 1.0
 
 
-def prior_loss(net: nn.Module, batch: PriorBatch, generator: torch.Generator | None, w: PriorWeights = PriorWeights()) -> tuple[Tensor, dict[str, float]]:
-    """Multi-view reconstruction: E(image) rendered at every view against ground truth."""
+def prior_loss(
+    net: nn.Module, batch: PriorBatch, generator: torch.Generator | None, w: PriorWeights = PriorWeights(), perceptual: nn.Module | None = None
+) -> tuple[Tensor, dict[str, float]]:
+    """Multi-view reconstruction: E(image) rendered at every view against ground truth (LPIPS on
+    the SR image when `perceptual` is given)."""
     planes = net.encoder(batch.image)
     out = render_views(net, planes, batch.view_labels, generator)
     gt = _flat(batch.view_images)
-    l_img = image_loss(out.image, resize_like(gt, out.image), w.ssim)
+    l_img = image_loss(out.image, resize_like(gt, out.image), w.ssim, perceptual)
     l_raw = image_loss(out.image_raw, resize_like(gt, out.image_raw), w.ssim)
     l_depth = depth_l1(out.depth, _flat(batch.view_depths), _flat(batch.view_masks))
     loss = w.image * l_img + w.raw * l_raw + w.depth * l_depth
@@ -92,6 +95,7 @@ def edit_loss(
     generator: torch.Generator | None,
     jitter: CameraJitter = CameraJitter(),
     w: EditWeights = EditWeights(),
+    perceptual: nn.Module | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """3DPE distillation.
 
@@ -114,10 +118,12 @@ def edit_loss(
     raw = out.image_raw.reshape(b, v, *out.image_raw.shape[1:])
     depth = out.depth.reshape(b, v, *out.depth.shape[1:])
 
-    l2d = image_loss(img[:, 0], resize_like(batch.edited, img[:, 0]), w.ssim)
+    l2d = image_loss(img[:, 0], resize_like(batch.edited, img[:, 0]), w.ssim, perceptual)
     l2d = l2d + image_loss(raw[:, 0], resize_like(batch.edited, raw[:, 0]), w.ssim)
     l_tri = (planes - target.triplane).abs().mean()
     l_mv = (img - target.images).abs().mean() + (raw - target.raw_images).abs().mean()
+    if perceptual is not None:
+        l_mv = l_mv + perceptual(_flat(img), _flat(target.images)).mean()
     l_depth = (depth - target.depths).abs().mean()
     loss = w.l2d * l2d + w.tri * l_tri + w.mv * l_mv + w.depth * l_depth
     metrics = {"l2d": l2d.item(), "tri": l_tri.item(), "mv": l_mv.item(), "depth": l_depth.item()}

@@ -74,6 +74,7 @@ def train_prior(
     weights: PriorWeights = PriorWeights(),
     resume: bool = False,
     meta: dict | None = None,
+    perceptual: nn.Module | None = None,
 ) -> tuple[nn.Module, TrainState]:
     """Stage 1: multi-view reconstruction training of E_low, E_high, E_t, decoder and SR."""
     out = Path(out)
@@ -85,13 +86,13 @@ def train_prior(
     opt = _optimizer(select_trainable(net, PRIOR_MODULES), stage.lr)
     gen = torch.Generator().manual_seed(stage.seed)
     state = restore(side, opt, gen) if side else TrainState("prior")
-    info = {"stage_config": asdict(stage), "weights": asdict(weights), **(meta or {})}
+    info = {"stage_config": asdict(stage), "weights": asdict(weights), "lpips": perceptual is not None, **(meta or {})}
     runlog = RunLog(log_path(out))
     try:
         state = train_loop(
             net, opt,
             lambda g: source.prior_batch(stage.batch, g, stage.views),
-            lambda b, g: prior_loss(net, b, g, weights),
+            lambda b, g: prior_loss(net, b, g, weights, perceptual),
             state, gen, loop, out, runlog, info,
         )  # fmt: skip
     finally:
@@ -109,6 +110,7 @@ def train_edit(
     jitter: CameraJitter = CameraJitter(),
     resume: bool = False,
     meta: dict | None = None,
+    perceptual: nn.Module | None = None,
 ) -> tuple[nn.Module, TrainState]:
     """Stage 2: freeze the prior; train prompt encoders, cross-attention and E_t by distillation."""
     out = Path(out)
@@ -122,13 +124,13 @@ def train_edit(
     opt = _optimizer(select_trainable(student, EDIT_MODULES), stage.lr)
     gen = torch.Generator().manual_seed(stage.seed)
     state = restore(side, opt, gen) if side else TrainState("edit")
-    info = {"stage_config": asdict(stage), "weights": asdict(weights), "prior": str(prior_ckpt), **(meta or {})}
+    info = {"stage_config": asdict(stage), "weights": asdict(weights), "lpips": perceptual is not None, "prior": str(prior_ckpt), **(meta or {})}
     runlog = RunLog(log_path(out))
     try:
         state = train_loop(
             student, opt,
             lambda g: source.edit_batch(stage.batch, g),
-            lambda b, g: edit_loss(student, prior, b, g, jitter, weights),
+            lambda b, g: edit_loss(student, prior, b, g, jitter, weights, perceptual),
             state, gen, loop, out, runlog, info,
         )  # fmt: skip
     finally:
