@@ -141,3 +141,15 @@ def test_bad_input_is_named():
         paste_back(np.zeros((10, 10, 3), np.uint8), np.zeros((8, 9, 3), np.uint8), np.eye(2, 3))
     with pytest.raises(ValueError, match="positive"):
         scale_affine(np.eye(2, 3), 0)
+
+
+def test_closed_form_affine_inverse_and_determinant_match_numpy():
+    from live3dpe.pose.align import det2, invert_affine
+
+    A = np.random.default_rng(0).normal(size=(5, 2, 3))
+    inv = invert_affine(A)
+    eye = np.einsum("bij,bjk->bik", np.concatenate([inv, np.tile([[[0, 0, 1.0]]], (5, 1, 1))], 1), np.concatenate([A, np.tile([[[0, 0, 1.0]]], (5, 1, 1))], 1))
+    np.testing.assert_allclose(eye, np.broadcast_to(np.eye(3), (5, 3, 3)), atol=1e-9)
+    np.testing.assert_allclose(det2(A), np.linalg.det(A[..., :2]), rtol=1e-12)
+    with pytest.raises(np.linalg.LinAlgError):
+        invert_affine(np.zeros((2, 3)))

@@ -117,3 +117,40 @@ def test_two_faces_are_all_reported(photo):
         obs = est(canvas)
     assert obs is not None and len(obs.all_faces) == 2
     assert obs.bbox[2] < 220  # the larger face is followed
+
+
+def test_video_mode_follows_a_small_face_in_a_wide_frame(photo):
+    """mediapipe alone never acquires this face (benchmarks/pose_latency.py: 0%)."""
+    head = cv2.resize(photo[0:300, 80:360], (168, 180), interpolation=cv2.INTER_AREA)  # a quarter of 720
+    seen = []
+    with FacePoseEstimator() as est:
+        for i in range(30):
+            frame = np.full((720, 1280, 3), 90, np.uint8)
+            frame[300 : 300 + 180, 500 + 3 * i : 668 + 3 * i] = head
+            obs = est(frame)
+            seen.append(obs)
+    first = next(i for i, o in enumerate(seen) if o is not None)
+    assert all(o is not None for o in seen[first:])
+    last = seen[-1]
+    assert last.landmarks.shape == (478, 3) and last.frame_size == (1280, 720)
+    assert abs(last.yaw) < 20 and abs(last.pitch) < 20 and 0 < last.score <= 1
+
+
+def test_video_mode_reports_other_faces_and_follows_the_larger(photo):
+    head = photo[20:280, 110:330]
+    canvas = np.full((480, 640, 3), 200, np.uint8)
+    canvas[200:395, 40:205] = cv2.resize(head, (165, 195))
+    canvas[100:360, 300:520] = head
+    with FacePoseEstimator(max_faces=4) as est:
+        obs = [est(canvas) for _ in range(3)]
+    assert all(o is not None for o in obs)
+    assert all(o.bbox[0] > 250 for o in obs)  # the larger face
+    assert len(obs[-1].all_faces) == 2 and obs[-1].all_faces[0] == obs[-1].bbox
+
+
+def test_video_mode_matches_photo_mode_on_a_still_frame(photo, base):
+    with FacePoseEstimator(max_faces=1) as est:
+        obs = [est(photo) for _ in range(3)][-1]
+    assert abs(obs.yaw - base.yaw) < 2 and abs(obs.pitch - base.pitch) < 2 and abs(obs.roll - base.roll) < 1
+    eye_width = np.linalg.norm(base.landmarks[33, :2] - base.landmarks[133, :2])
+    assert np.abs(obs.landmarks[:468, :2] - base.landmarks[:468, :2]).mean() < 0.15 * eye_width

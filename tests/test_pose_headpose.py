@@ -106,3 +106,22 @@ def test_bad_shapes_are_named():
         fit_head_pose(np.zeros((1, 10, 3)), FOCAL, CENTER)
     with pytest.raises(ValueError, match="front of the camera"):
         head_pose_to_camera(np.eye(3)[None], np.array([[0.0, 0.0, -5.0]]))
+
+
+def test_numpy_orbit_label_matches_the_camera_module():
+    from live3dpe.pose.headpose import orbit_label
+
+    yaw = np.array([0.0, 0.4, -0.7, 1.3])
+    pitch = np.array([0.0, -0.2, 0.3, -0.5])
+    expected = Camera.from_yaw_pitch(torch.from_numpy(yaw), torch.from_numpy(pitch)).label.numpy()
+    np.testing.assert_allclose(orbit_label(yaw, pitch), expected, atol=1e-6)
+    assert orbit_label(0.1, 0.2).shape == (1, 25)
+
+
+def test_written_out_cross_and_determinant_match_numpy():
+    from live3dpe.pose.procrustes import cross3, det3
+
+    rng = np.random.default_rng(1)
+    a, b, m = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), rng.normal(size=(4, 3, 3))
+    np.testing.assert_allclose(cross3(a, b), np.cross(a, b), atol=1e-12)
+    np.testing.assert_allclose(det3(m), np.linalg.det(m), atol=1e-12)

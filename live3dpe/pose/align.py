@@ -57,10 +57,20 @@ def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def det2(m: np.ndarray) -> np.ndarray:
+    """Determinants of the [..., 2, 2] blocks of `m` [..., 2, >=2], written out (no LAPACK:
+    see `procrustes`, OpenBLAS's threaded LU stalls on a busy CPU)."""
+    return m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
+
+
 def invert_affine(affine: np.ndarray) -> np.ndarray:
-    """Inverse of 2x3 affines. [..., 2, 3] -> [..., 2, 3]."""
+    """Inverse of 2x3 affines (closed form). [..., 2, 3] -> [..., 2, 3]."""
     A = np.asarray(affine, np.float64)
-    inv = np.linalg.inv(A[..., :2])
+    d = det2(A)
+    if np.any(d == 0):
+        raise np.linalg.LinAlgError("singular affine")
+    inv = np.stack([np.stack([A[..., 1, 1], -A[..., 0, 1]], -1), np.stack([-A[..., 1, 0], A[..., 0, 0]], -1)], -2)
+    inv = inv / d[..., None, None]
     return np.concatenate([inv, -(inv @ A[..., :, 2:])], -1)
 
 
@@ -92,7 +102,7 @@ def crop_params(affine: np.ndarray, crop_size: int = 512) -> np.ndarray:
     """A similarity crop affine as smoothable numbers: [..., 4] = (centre x, centre y in frame
     px, log zoom, angle rad as in `rotation_about`). Inverse of `crop_from_params`."""
     A = np.asarray(affine, np.float64)
-    zoom = np.sqrt(np.abs(np.linalg.det(A[..., :2])))
+    zoom = np.sqrt(np.abs(det2(A)))
     angle = np.arctan2(A[..., 0, 1], A[..., 0, 0])
     inv = invert_affine(A)
     centre = inv[..., :2] @ np.full(2, crop_size / 2 - 0.5) + inv[..., :, 2]

@@ -11,7 +11,10 @@ import numpy as np
 
 from live3dpe.pose.align import alignment_affine, as_rgb, invert_affine
 from live3dpe.pose.canonical import five_points
+from live3dpe.pose.detection import FaceBoxDetector
 from live3dpe.pose.headpose import default_focal, fit_head_pose, head_pose_to_camera
+from live3dpe.pose.landmarks import FaceMeshDetector
+from live3dpe.pose.tracker import WindowedFaceTracker, search_windows
 
 Box = tuple[float, float, float, float]
 RESIDUAL_SCALE_CM = 2.0  # fit residual at which the score has dropped to 1/e
@@ -21,7 +24,8 @@ RESIDUAL_SCALE_CM = 2.0  # fit residual at which the score has dropped to 1/e
 class FaceObservation:
     """One face in one frame, ready for the model and the compositor.
 
-    landmarks float32[478, 3] (x, y frame px with pixel centres at integers, z relative);
+    landmarks float32[478, 3] (x, y frame px with pixel centres at integers, z relative; the
+    iris points 468-477 are filled in from the eye corners unless `refine_landmarks`);
     bbox (x0, y0, x1, y1) px of the landmarks; score in (0, 1], how well the landmarks fit a
     rigid face; rotation float[3, 3] and translation float[3] cm: the head in the (assumed)
     camera's OpenCV space; yaw/pitch/roll degrees (the model camera's yaw/pitch, the face's
@@ -119,22 +123,68 @@ class FacePoseEstimator:
     """Frame in, observation of the followed face out (None when there is no face).
 
     Never raises on a frame without a face; accepts gray, RGB or RGBA uint8 frames of any
-    size. Acquires the largest/most central face, then keeps it while it overlaps its last
-    box (IoU-sticky); `reset()` forgets it. Not thread-safe (one mediapipe graph each).
+    size. Acquires the largest/most central face (in video mode: with `max_faces` > 1, else
+    mediapipe's most confident), then keeps it; `reset()` forgets it. Not thread-safe.
+
+    Video mode (`static_image=False`, the live path): one single-face mesh tracker
+    (`tracker.WindowedFaceTracker`, which also searches windows for faces too small for
+    mediapipe's detector in the full frame); with `max_faces` > 1 a box detector scans the
+    frame every `scan_every` frames, when the face is lost and once per search cycle, to pick
+    the salient face and refresh `all_faces`, whose other boxes may therefore be up to
+    `scan_every` frames old. (mediapipe's own `max_faces=4` video mode runs its detector every
+    frame while fewer faces are tracked, i.e. always with one person: ~30% more per frame.)
+    Photo mode (`static_image=True`): every face meshed each call, IoU-sticky selection.
+    `refine_landmarks`: the real iris points (costly, unused by pose and crop) instead of
+    ones filled in from the eye corners.
     """
 
-    def __init__(self, max_faces: int = 4, crop_size: int = 512, static_image: bool = False, focal: float | None = None):
-        from live3dpe.pose.landmarks import FaceMeshDetector
-
+    def __init__(
+        self,
+        max_faces: int = 4,
+        crop_size: int = 512,
+        static_image: bool = False,
+        focal: float | None = None,
+        refine_landmarks: bool = False,
+        scan_every: int = 30,
+    ):
         if crop_size <= 0:
             raise ValueError(f"crop_size must be positive, got {crop_size}")
+        if max_faces < 1 or scan_every < 1:
+            raise ValueError(f"max_faces and scan_every must be at least 1, got {max_faces}, {scan_every}")
         self.crop_size = crop_size
         self.focal = focal
-        self._detector = FaceMeshDetector(max_faces=max_faces, static_image=static_image)
+        self.scan_every = scan_every
+        self._detector = FaceMeshDetector(max_faces, True, refine_landmarks=refine_landmarks) if static_image else None
+        self._tracker = None if static_image else WindowedFaceTracker(refine_landmarks=refine_landmarks)
+        self._scanner = FaceBoxDetector() if not static_image and max_faces > 1 else None
         self._previous: Box | None = None
+        self._others: list[Box] = []
+        self._since_scan = scan_every  # scan on the first frame
+        self._was_following = False
 
     def __call__(self, frame_rgb: np.ndarray) -> FaceObservation | None:
         rgb = as_rgb(frame_rgb)
+        H, W = rgb.shape[:2]
+        if self._tracker is None:
+            return self._photo(rgb)
+        following = self._tracker.following
+        if self._scanner is not None:
+            self._since_scan += 1
+            just_lost = not following and self._was_following
+            self._was_following = following
+            if just_lost or self._since_scan >= (self.scan_every if following else len(search_windows(W, H))):
+                self._since_scan = 0
+                self._others = self._scanner(rgb)
+                if not following and self._others:
+                    self._tracker.target(self._others[select_face(self._others, (W, H))], W, H)
+        lm = self._tracker(rgb)
+        if lm is None:
+            return None
+        box = landmark_boxes(lm[None])[0]
+        others = [b for b in self._others if iou(b, box) < 0.3]
+        return observe(lm, (W, H), self.crop_size, self.focal, [box] + others)
+
+    def _photo(self, rgb: np.ndarray) -> FaceObservation | None:
         H, W = rgb.shape[:2]
         faces = self._detector(rgb)
         if len(faces) == 0:
@@ -147,9 +197,16 @@ class FacePoseEstimator:
 
     def reset(self) -> None:
         self._previous = None
+        self._others = []
+        self._since_scan = self.scan_every
+        self._was_following = False
+        if self._tracker is not None:
+            self._tracker.reset()
 
     def close(self) -> None:
-        self._detector.close()
+        for part in (self._detector, self._tracker, self._scanner):
+            if part is not None:
+                part.close()
 
     def __enter__(self) -> FacePoseEstimator:
         return self

@@ -23,17 +23,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import torch
 
-from live3dpe.model.cameras import (
-    DEFAULT_FOV_DEG,
-    DEFAULT_RADIUS,
-    intrinsics_from_fov,
-    lookat_cam2world,
-    yaw_pitch_cam2world,
-)
+from live3dpe.model.cameras import DEFAULT_FOV_DEG, DEFAULT_PIVOT, DEFAULT_RADIUS, intrinsics_from_fov
 from live3dpe.pose.canonical import NUM_MESH_LANDMARKS, canonical_face
-from live3dpe.pose.procrustes import weighted_procrustes
+from live3dpe.pose.procrustes import cross3, weighted_procrustes
 
 
 @dataclass(frozen=True)
@@ -124,6 +117,30 @@ def _intrinsics(fov_deg: float) -> np.ndarray:
     return intrinsics_from_fov(fov_deg, 1).double().numpy().reshape(9)
 
 
+def lookat(origin: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """numpy twin of `cameras.lookat_cam2world` ([B, 3], [B, 3] -> [B, 4, 4]): per frame, a
+    handful of tiny torch ops cost more than the whole pose fit."""
+    forward = target - origin
+    forward /= np.linalg.norm(forward, axis=-1, keepdims=True)
+    right = -cross3(np.broadcast_to(np.array([0.0, 1.0, 0.0]), forward.shape), forward)
+    right /= np.linalg.norm(right, axis=-1, keepdims=True)
+    up = cross3(forward, right)
+    up /= np.linalg.norm(up, axis=-1, keepdims=True)
+    c2w = np.broadcast_to(np.eye(4), origin.shape[:1] + (4, 4)).copy()
+    c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, up, forward, origin
+    return c2w
+
+
+def orbit_label(
+    yaw: np.ndarray, pitch: np.ndarray, radius: float = DEFAULT_RADIUS, fov_deg: float = DEFAULT_FOV_DEG
+) -> np.ndarray:
+    """numpy twin of `Camera.from_yaw_pitch(yaw, pitch).label`: yaw, pitch [B] rad -> float32[B, 25]."""
+    yaw, pitch = np.broadcast_arrays(np.atleast_1d(np.asarray(yaw, np.float64)), np.asarray(pitch, np.float64))
+    origin = radius * np.stack([np.cos(pitch) * np.sin(yaw), np.sin(pitch), np.cos(pitch) * np.cos(yaw)], -1)
+    c2w = lookat(origin, np.broadcast_to(np.asarray(DEFAULT_PIVOT, np.float64), origin.shape))
+    return np.concatenate([c2w.reshape(-1, 16), np.broadcast_to(_intrinsics(fov_deg), (len(yaw), 9))], -1).astype(np.float32)
+
+
 def rotate_z_onto(n: np.ndarray) -> np.ndarray:
     """Smallest rotations taking +z onto unit vectors n [B, 3] -> [B, 3, 3]."""
     v = np.stack([-n[:, 1], n[:, 0], np.zeros_like(n[:, 0])], -1)  # z × n
@@ -153,14 +170,12 @@ def head_pose_to_camera(
     d = centre / np.linalg.norm(centre, axis=-1, keepdims=True)
     yaw = np.arctan2(d[:, 0], d[:, 2])
     pitch = np.arctan2(d[:, 1], np.linalg.norm(d[:, [0, 2]], axis=-1))
-    c2w = yaw_pitch_cam2world(torch.from_numpy(yaw), torch.from_numpy(pitch), radius).numpy()
-    label = np.concatenate([c2w.reshape(-1, 16), np.broadcast_to(_intrinsics(fov_deg), (len(yaw), 9))], -1)
+    label = orbit_label(yaw, pitch, radius, fov_deg)
 
     # roll: the real camera turned to look at the head, against a roll-free camera looking at the
     # head origin from the same direction
     n = t / np.linalg.norm(t, axis=-1, keepdims=True)
     right = np.einsum("bji,bj->bi", R, rotate_z_onto(n)[:, :, 0])  # its x axis, in head coordinates
-    d_t = torch.from_numpy(d)
-    upright = lookat_cam2world(d_t, torch.zeros_like(d_t)).numpy()
+    upright = lookat(d, np.zeros_like(d))
     roll = np.arctan2(np.einsum("bi,bi->b", right, upright[:, :3, 1]), np.einsum("bi,bi->b", right, upright[:, :3, 0]))
-    return label.astype(np.float32), yaw, pitch, roll
+    return label, yaw, pitch, roll

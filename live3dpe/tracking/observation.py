@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from live3dpe.model.cameras import Camera
 from live3dpe.pose.align import crop_from_params, crop_params, invert_affine
 from live3dpe.pose.estimator import FaceObservation
+from live3dpe.pose.headpose import orbit_label
+from live3dpe.pose.procrustes import det3
 from live3dpe.tracking.one_euro import OneEuroFilter
 
 
@@ -57,7 +58,7 @@ class ObservationFilter:
         angles = self._angles(np.array([obs.yaw, obs.pitch, obs.roll]), t)
         R = self._rotation(np.asarray(obs.rotation, np.float64), t)
         U, _, Vt = np.linalg.svd(R)
-        R = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+        R = U @ np.diag([1.0, 1.0, det3(U @ Vt)]) @ Vt
         translation = self._translation(np.asarray(obs.translation, np.float64), t)
 
         size = obs.crop_size
@@ -74,7 +75,7 @@ class ObservationFilter:
         self.motion = float(np.sqrt((speed**2).sum(-1).mean()) / face_size)
 
         yaw, pitch, roll = (float(v) for v in angles)
-        camera = Camera.from_yaw_pitch(math.radians(yaw), math.radians(pitch)).label[0].numpy()
+        camera = orbit_label(math.radians(yaw), math.radians(pitch))[0]
         return dataclasses.replace(
             obs,
             landmarks=landmarks.astype(np.float32),
