@@ -33,7 +33,7 @@ from .state import side_path
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = Path(__file__).resolve().parents[1] / "model" / "weights"
-STEPS = ("data", "prior", "edit", "export", "evaluate", "customize")
+PARTS = ("data", "prior", "edit", "export", "evaluate", "customize")
 
 
 @dataclass(frozen=True)
@@ -65,26 +65,26 @@ def _remaining_minutes(ckpt: Path, budget: float) -> float:
     return max(budget - spent, 0.0)
 
 
-def run(cfg: BundleConfig, steps: tuple[str, ...] = STEPS, out_dir: Path = WEIGHTS, results: Path = REPO / "benchmarks" / "results") -> None:
+def run(cfg: BundleConfig, parts: tuple[str, ...] = PARTS, out_dir: Path = WEIGHTS, results: Path = REPO / "benchmarks" / "results") -> None:
     torch.set_num_threads(cfg.threads)
     work = Path(cfg.work)
     data, prior, edit = work / "data", work / "prior.safetensors", work / "edit.safetensors"
     final = out_dir / "default_tiny.safetensors"
     text = TextFeatureCache()
     styles = [s for s in STYLES if s != cfg.custom_style]
-    if "data" in steps and not (data / "synth.json").exists():
+    if "data" in parts and not (data / "synth.json").exists():
         write_dataset(data, SynthConfig(people=cfg.people, views=cfg.views, seed=cfg.seed, resolution=128, supersample=1), progress=True)
-    if "prior" in steps:
+    if "prior" in parts:
         source = SynthDataSource(data, ref_resolution=112, text=None)
         minutes = _remaining_minutes(prior, cfg.prior_minutes)
         if minutes > 0:
             train_prior(source, prior, LoopConfig(minutes=minutes, log_every=10), StageConfig(cfg.batch, cfg.prior_lr, cfg.seed, cfg.prior_views), "tiny", resume=True, meta={"bundle": asdict(cfg)})
-    if "edit" in steps:
+    if "edit" in parts:
         source = SynthDataSource(data, ref_resolution=112, text=text, styles=styles, image_prompt_prob=cfg.image_prompt_prob)
         minutes = _remaining_minutes(edit, cfg.edit_minutes)
         if minutes > 0:
             train_edit(source, prior, edit, LoopConfig(minutes=minutes, log_every=10), StageConfig(cfg.batch, cfg.edit_lr, cfg.seed), resume=True, meta={"bundle": asdict(cfg)})
-    if "export" in steps:
+    if "export" in parts:
         net, meta = load_checkpoint(edit)
         p_side = torch.load(side_path(prior), weights_only=True)
         e_side = torch.load(side_path(edit), weights_only=True)
@@ -102,9 +102,9 @@ def run(cfg: BundleConfig, steps: tuple[str, ...] = STEPS, out_dir: Path = WEIGH
         shutil.copy(log_path(edit), out_dir / "default_tiny.edit.log.csv")
         log.info("exported %s (%.1f MB)", final, final.stat().st_size / 1e6)
     es = None
-    if "evaluate" in steps or "customize" in steps:
+    if "evaluate" in parts or "customize" in parts:
         es = make_eval_set(cfg.eval_people, list(STYLES), 128)
-    if "evaluate" in steps:
+    if "evaluate" in parts:
         net, _ = load_checkpoint(final)
         t0 = time.monotonic()
         quality = evaluate(net, es, text, list(STYLES))
@@ -114,7 +114,7 @@ def run(cfg: BundleConfig, steps: tuple[str, ...] = STEPS, out_dir: Path = WEIGH
         results.mkdir(parents=True, exist_ok=True)
         (results / "training_quality.json").write_text(json.dumps(quality, indent=1))
         (results / "training_quality.md").write_text(quality_markdown(quality))
-    if "customize" in steps:
+    if "customize" in parts:
         custom = customization_benchmark(final, cfg.custom_style, es, text, seconds=cfg.custom_seconds)
         results.mkdir(parents=True, exist_ok=True)
         (results / "training_customization.json").write_text(json.dumps(custom, indent=1))
@@ -128,12 +128,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edit-minutes", type=float, default=d.edit_minutes)
     p.add_argument("--people", type=int, default=d.people)
     p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="run only these parts")
+    p.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts")
 
 
 def main_args(args: argparse.Namespace) -> int:
     cfg = BundleConfig(work=args.work, prior_minutes=args.prior_minutes, edit_minutes=args.edit_minutes, people=args.people, threads=args.threads)
-    run(cfg, tuple(args.steps))
+    run(cfg, tuple(args.only))
     return 0
 
 
