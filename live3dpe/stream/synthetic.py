@@ -108,6 +108,14 @@ class SyntheticFaceSource:
         half = 0.5 * max(h, w) * self._scale * math.sqrt(2) * (1 + margin)
         return int(cx - half), int(cy - half), int(cx + half), int(cy + half)
 
+    def prerender(self) -> None:
+        """Render the whole `cycle` now, so that `recv()` costs no more than a camera read."""
+        if self.cycle is None:
+            raise ValueError("prerender needs a cycle length")
+        for k in range(self.cycle):
+            if k not in self._cache:
+                self._cache[k] = self.render(k * float(self.time_base))
+
     def recv(self) -> Frame:
         if self.frames is not None and self._index >= self.frames:
             raise EndOfStream
