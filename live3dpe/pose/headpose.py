@@ -47,6 +47,19 @@ def default_focal(width: int, height: int) -> float:
     return float(max(width, height))
 
 
+def _weighted_points(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, canonical vertices float64, weights) of the landmarks with weight > 0: only
+    those influence the fit."""
+    keep = np.flatnonzero(weights > 0)
+    return keep, canonical_face().vertices[keep].astype(np.float64), weights[keep]
+
+
+@lru_cache(maxsize=1)
+def _fit_points() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_weighted_points` for mediapipe's weights, built once (the fit runs every frame)."""
+    return _weighted_points(canonical_face().weights.astype(np.float64))
+
+
 def fit_head_pose(
     landmarks: np.ndarray,
     focal: float | np.ndarray,
@@ -63,11 +76,8 @@ def fit_head_pose(
     lm = np.asarray(landmarks, np.float64)
     if lm.ndim != 3 or lm.shape[1] < NUM_MESH_LANDMARKS or lm.shape[2] != 3:
         raise ValueError(f"landmarks must be [B, >=468, 3], got {lm.shape}")
-    face = canonical_face()
-    w = face.weights if weights is None else np.asarray(weights, np.float64)
-    keep = np.flatnonzero(w > 0)  # only weighted points influence the fit
-    src = np.broadcast_to(face.vertices[keep].astype(np.float64), (lm.shape[0], keep.size, 3))
-    w = w[keep]
+    keep, vertices, w = _fit_points() if weights is None else _weighted_points(np.asarray(weights, np.float64))
+    src = np.broadcast_to(vertices, (lm.shape[0],) + vertices.shape)
     lm = lm[:, keep]
     f = np.broadcast_to(np.asarray(focal, np.float64), lm.shape[:1])[:, None]
     c = np.broadcast_to(np.asarray(center, np.float64), (lm.shape[0], 2))[:, None]

@@ -29,19 +29,16 @@ def fill_iris(mesh: np.ndarray) -> np.ndarray:
     subject's left, up, back, down. Good enough to draw; gaze is not estimated.
     """
     mesh = np.asarray(mesh, np.float32)
-    right = mesh[..., list(RIGHT_EYE), :].mean(-2)
-    left = mesh[..., list(LEFT_EYE), :].mean(-2)
-    axis = left[..., :2] - right[..., :2]
+    corners = mesh[..., list(RIGHT_EYE + LEFT_EYE), :]  # [..., 4, 3]
+    centres = (corners[..., 0::2, :] + corners[..., 1::2, :]) / 2  # [..., 2 eyes, 3]
+    width = np.linalg.norm(corners[..., 0::2, :2] - corners[..., 1::2, :2], axis=-1)  # [..., 2]
+    axis = centres[..., 1, :2] - centres[..., 0, :2]
     axis /= np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-6)
     up = np.stack([axis[..., 1], -axis[..., 0]], -1)
     ring = np.stack([axis, up, -axis, -up], -2)  # [..., 4, 2]
-    irises = []
-    for centre, (a, b) in ((right, RIGHT_EYE), (left, LEFT_EYE)):
-        width = np.linalg.norm(mesh[..., a, :2] - mesh[..., b, :2], axis=-1)[..., None, None]
-        pts = np.repeat(centre[..., None, :], 5, -2)
-        pts[..., 1:, :2] += IRIS_RADIUS * width * ring
-        irises.append(pts)
-    return np.concatenate([mesh] + irises, -2)
+    irises = np.repeat(centres[..., None, :], 5, -2)  # [..., 2, 5, 3]
+    irises[..., 1:, :2] += IRIS_RADIUS * width[..., None, None] * ring[..., None, :, :]
+    return np.concatenate([mesh, irises.reshape(mesh.shape[:-2] + (10, 3))], -2)
 
 
 def parse_landmarks(face) -> np.ndarray:
