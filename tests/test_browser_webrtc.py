@@ -94,7 +94,7 @@ def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(np.int16) - b).max(axis=-1)
 
 
-STATS_JS = "(n) => { const s = window.live3dpe.stats; return s && s.frames_out >= n && 'model' in s.stage_ms"
+STATS_JS = "(n) => { const s = window.live3dpe.stats; return s && s.frames_out >= n && 'render' in s.stage_ms"
 STATS_JS += " && document.getElementById('remote').videoWidth > 0; }"
 
 

@@ -54,7 +54,7 @@ def test_real_pipeline_edits_the_face_and_follows_the_prompt():
 
     async def scenario():
         async with running_app(server.app) as url, LoopbackClient(url, _still_face()) as client:
-            await client.wait_stats(lambda s: s["frames_out"] >= 2 and "model" in s["stage_ms"], timeout=120)
+            await client.wait_stats(lambda s: s["frames_out"] >= 2 and "render" in s["stage_ms"], timeout=120)
             before = await client.next_frame(skip=1, timeout=60)
             sent, _ = client.closest_sent(before)
             diff = _face_diff(before, sent)
