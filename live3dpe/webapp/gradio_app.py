@@ -190,6 +190,7 @@ def build_app(styles: StyleBook, workdir: Path | None = None):
                 with gr.Column():
                     yaw = gr.Slider(-45, 45, value=25, step=1, label="yaw (°)")
                     pitch = gr.Slider(-25, 25, value=0, step=1, label="pitch (°)")
+                    render_btn = gr.Button("Render view", size="sm")
                     novel = gr.Image(label="Novel view", interactive=False)
                     with gr.Row():
                         orbit_frames = gr.Slider(8, 120, value=ORBIT_FRAMES, step=1, label="orbit frames")
@@ -201,7 +202,7 @@ def build_app(styles: StyleBook, workdir: Path | None = None):
             go.click(guarded(h.edit), [portrait, text, reference, style, yaw, pitch], [crop, edited, novel, state], api_name="edit")
             for slider in (yaw, pitch):
                 slider.release(guarded(h.view), [state, yaw, pitch], novel, api_name=False)
-            gr.Button("Render view", size="sm").click(guarded(h.view), [state, yaw, pitch], novel, api_name="view")
+            render_btn.click(guarded(h.view), [state, yaw, pitch], novel, api_name="view")
             orbit_btn.click(guarded(h.orbit), [state, orbit_frames], orbit, api_name="orbit")
             mesh_btn.click(guarded(h.mesh), state, mesh, api_name="mesh")
 
