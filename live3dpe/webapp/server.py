@@ -105,12 +105,14 @@ class PeerSession:
         self._closed = True
         if self._stats_task is not None:
             self._stats_task.cancel()
-        if self.engine is not None:
-            self.engine.stop()
-            await asyncio.get_running_loop().run_in_executor(None, self.engine.join, 5.0)
-            self.engine.source.close()
-            self.engine.sink.close(abort=True)
-        await self.pc.close()
+        if self.engine is None:
+            await self.pc.close()
+            return
+        self.engine.stop()
+        self.engine.source.close()
+        await self.pc.close()  # ends the incoming track, so a capture thread waiting on it wakes up
+        await asyncio.get_running_loop().run_in_executor(None, self.engine.join, 5.0)
+        self.engine.sink.close(abort=True)
 
 
 class WebRTCServer:
