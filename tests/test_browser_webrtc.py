@@ -125,6 +125,14 @@ async def edit_scenario(page, shots: Path) -> None:
     await wait_applied(page, "window.live3dpe.state.prompt === 'a marble statue'")
     await page.screenshot(path=str(shots / "webrtc_prompt_changed.png"))
 
+    # a reference-image prompt, picked in the page, shrunk and sent over the data channel
+    ref = shots / "reference_prompt.png"
+    from skimage.data import astronaut
+
+    cv2.imwrite(str(ref), astronaut()[:, :, ::-1])
+    await page.set_input_files("#prompt-image", str(ref))
+    await wait_applied(page, "window.live3dpe.state.prompt_image === true")
+
     # a change visible in the pixels: pass-through gives the camera's own face back
     await page.check("#passthrough")
     await wait_applied(page, "window.live3dpe.state.passthrough === true")
@@ -148,7 +156,7 @@ def test_browser_camera_is_edited_and_prompt_changes(tmp_path):
     server = WebRTCServer(lambda: build_stages(editor), max_peers=1)
     run_browser_scenario(server, tmp_path, edit_scenario)
     # the prompt typed in the page reached the model (random tiny weights barely show it in pixels)
-    assert editor.prompts == ["a marble statue"]
+    assert editor.prompts == ["a marble statue", None]  # then the image prompt (no text)
 
 
 def run_browser_scenario(server: WebRTCServer, tmp_path: Path, scenario) -> None:

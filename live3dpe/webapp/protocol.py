@@ -23,7 +23,7 @@ import numpy as np
 from live3dpe.stream.control import MODES, ControlState, ViewSpec
 
 STATS_PERIOD_S = 0.5
-MAX_MESSAGE_BYTES = 512 * 1024  # an image prompt as a data URL must fit in one message
+MAX_MESSAGE_BYTES = 64 * 1024  # aiortc's SCTP message limit; the page shrinks image prompts to fit
 MAX_PROMPT_CHARS = 300
 MAX_PROMPT_IMAGE_PIXELS = 4096 * 4096
 _BOOL_FIELDS = ("smoothing", "passthrough", "mirror")

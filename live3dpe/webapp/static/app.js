@@ -103,13 +103,18 @@ function currentView() {
   return { yaw: Number($("yaw").value), pitch: Number($("pitch").value) };
 }
 
-function readImage(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
-  });
+// The reference image travels in one data-channel message (aiortc accepts 64 KiB), so it is
+// shrunk to REF_SIDE pixels and sent as JPEG; the prompt encoder works at about this size.
+const REF_SIDE = 256;
+
+async function referenceDataUrl(file) {
+  const bitmap = await createImageBitmap(file);
+  const scale = Math.min(1, REF_SIDE / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(bitmap.width * scale);
+  canvas.height = Math.round(bitmap.height * scale);
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  return canvas.toDataURL("image/jpeg", 0.9);
 }
 
 $("start").addEventListener("click", start);
@@ -121,13 +126,18 @@ $("controls").addEventListener("submit", (ev) => {
 $("prompt-image").addEventListener("change", async () => {
   const file = $("prompt-image").files[0];
   if (!file) return;
-  if (file.size > 350 * 1024) { showError("reference image too large (limit 350 KB)"); return; }
-  sendControl({ prompt_image: await readImage(file) });
+  try {
+    sendControl({ prompt_image: await referenceDataUrl(file) });
+  } catch (err) {
+    showError(`cannot read ${file.name}: ${err.message || err}`);
+  }
 });
+// a virtual camera only shows in the full-view mode, so choosing one switches to it
 for (const id of ["view", "yaw", "pitch"]) {
   $(id).addEventListener("change", () => {
     if (id !== "view") $("view").value = "fixed";
-    sendControl({ view: currentView() });
+    $("mode").value = "view";
+    sendControl({ view: currentView(), mode: "view" });
   });
 }
 $("mode").addEventListener("change", () => sendControl({ mode: $("mode").value }));
