@@ -54,9 +54,9 @@ def run_engine(editor, width: int, height: int, seconds: float, source_fps: floa
     while stats.frames_out == 0 and engine.running:  # first frame pays one-off set-up costs
         time.sleep(0.05)
     time.sleep(warmup_s)
-    out0, n_lat0, t0 = stats.frames_out, len(stats.latencies_ms), time.monotonic()
+    out0, n_lat0, t0, c0 = stats.frames_out, len(stats.latencies_ms), time.monotonic(), time.process_time()
     time.sleep(seconds)
-    out1, n_lat1, t1 = stats.frames_out, len(stats.latencies_ms), time.monotonic()
+    out1, n_lat1, t1, c1 = stats.frames_out, len(stats.latencies_ms), time.monotonic(), time.process_time()
     engine.stop()
     engine.join()
     engine.source.close()
@@ -64,6 +64,7 @@ def run_engine(editor, width: int, height: int, seconds: float, source_fps: floa
     snap = stats.snapshot()
     return {
         "fps": (out1 - out0) / (t1 - t0),
+        "cpu_ms_per_frame": (c1 - c0) * 1e3 / max(out1 - out0, 1),  # all threads of this process
         "latency_ms_p50": float(np.percentile(lat, 50)),
         "latency_ms_p95": float(np.percentile(lat, 95)),
         "stage_ms": snap["stage_ms"],
@@ -83,14 +84,14 @@ def run_naive(editor, width: int, height: int, seconds: float, threads: int, war
     control = Control(prompt_text="golden statue").get()
     for _ in range(warmup_frames):
         naive_step(stages, Work(source.recv(), control))
-    lat, t0 = [], time.monotonic()
+    lat, t0, c0 = [], time.monotonic(), time.process_time()
     while time.monotonic() - t0 < seconds:
         frame = source.recv()
         frame.captured_ns = time.monotonic_ns()
         naive_step(stages, Work(frame, control))
         lat.append((time.monotonic_ns() - frame.captured_ns) / 1e6)
-    elapsed = time.monotonic() - t0
-    return {"fps": len(lat) / elapsed, "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p95": float(np.percentile(lat, 95))}
+    elapsed, cpu = time.monotonic() - t0, time.process_time() - c0
+    return {"fps": len(lat) / elapsed, "cpu_ms_per_frame": cpu * 1e3 / len(lat), "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p95": float(np.percentile(lat, 95))}
 
 
 def median_of(runs: list[dict], key: str) -> float:
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> dict:
             "continuous_fps": median_of(continuous_runs, "fps"),
             "continuous_latency_ms_p50": median_of(continuous_runs, "latency_ms_p50"),
             "continuous_latency_ms_p95": median_of(continuous_runs, "latency_ms_p95"),
+            "engine_cpu_ms_per_frame": median_of(engine_runs, "cpu_ms_per_frame"),
+            "continuous_cpu_ms_per_frame": median_of(continuous_runs, "cpu_ms_per_frame"),
+            "naive_cpu_ms_per_frame": median_of(naive_runs, "cpu_ms_per_frame"),
             "naive_fps": median_of(naive_runs, "fps"),
             "naive_latency_ms_p50": median_of(naive_runs, "latency_ms_p50"),
             "naive_latency_ms_p95": median_of(naive_runs, "latency_ms_p95"),
@@ -185,6 +189,14 @@ def markdown(r: dict) -> str:
             f"{x['speedup']:.2f}x | {x['engine_runs'][-1]['dropped']} |"
         )
     lines += [
+        "",
+        "CPU time per output frame (all threads of the process; what a quiet machine would have to spend): "
+        + "; ".join(
+            f"{x['size']}: engine {x['engine_cpu_ms_per_frame']:.0f} ms, continuous {x['continuous_cpu_ms_per_frame']:.0f} ms, "
+            f"naive {x['naive_cpu_ms_per_frame']:.0f} ms"
+            for x in r["results"]
+        )
+        + ".",
         "",
         "Engine: live mode, latest-frame-wins queues, on-demand stages (a stage starts a frame only when the next "
         "one has taken its previous result), torch threads = cores - 1 on CPU. Continuous: the same engine with "
