@@ -83,8 +83,10 @@ def run_ui(args: argparse.Namespace) -> int:
     _check_port(args.port)
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    styles = StyleBook(load_editor(args))
+    print(f"live3dpe ui: open http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
     launch(
-        StyleBook(load_editor(args)),
+        styles,
         host=args.host,
         port=args.port,
         max_upload_mb=args.max_upload_mb,
