@@ -105,9 +105,10 @@ def run(cfg: BundleConfig, parts: tuple[str, ...] = PARTS, out_dir: Path = WEIGH
     if "evaluate" in parts or "customize" in parts:
         es = make_eval_set(cfg.eval_people, list(STYLES), 128)
     if "evaluate" in parts:
-        net, _ = load_checkpoint(final)
+        net, meta = load_checkpoint(final)
         t0 = time.monotonic()
         quality = evaluate(net, es, text, list(STYLES))
+        quality["training"] = {k: meta.training.get(k) for k in ("prior_steps", "prior_minutes", "edit_steps", "edit_minutes", "reproduce")}
         quality.update(checkpoint=str(final.relative_to(REPO)) if final.is_relative_to(REPO) else str(final), eval_people=cfg.eval_people,
                        custom_style_not_trained=cfg.custom_style, eval_seconds=round(time.monotonic() - t0, 1))  # fmt: skip
         (out_dir / "default_tiny.metrics.json").write_text(json.dumps(quality, indent=1))

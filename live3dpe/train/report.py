@@ -10,6 +10,16 @@ ROWS = (
 )
 
 
+def _training_lines(t: dict | None) -> list[str]:
+    if not t:
+        return []
+    return [
+        f"Training (reproduce: `{t.get('reproduce')}`): stage 1 {t.get('prior_steps')} steps in {t.get('prior_minutes')} min, "
+        f"stage 2 {t.get('edit_steps')} steps in {t.get('edit_minutes')} min, batch 2, on a 2-core CPU shared with other jobs.",
+        "",
+    ]
+
+
 def quality_markdown(q: dict) -> str:
     r = q["reconstruction_psnr"]
     lines = [
@@ -17,6 +27,7 @@ def quality_markdown(q: dict) -> str:
         "",
         f"Checkpoint `{q.get('checkpoint', '?')}`, {q.get('eval_people', '?')} people, PSNR in dB against ground-truth renders.",
         "",
+        *_training_lines(q.get("training")),
         "## Reconstruction (no prompt)",
         "",
         "| input view | yaw -30° | yaw +30° |",
