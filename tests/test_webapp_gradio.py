@@ -122,10 +122,10 @@ def test_clear_errors_for_no_face_and_missing_edit(ui, tmp_path):
 
 
 def test_upload_size_limit(ui):
-    import requests
+    import httpx  # gradio's own HTTP client
 
     big = b"\0" * (MAX_UPLOAD_MB * 1024 * 1024 + 1024)
-    resp = requests.post(f"{ui[0]}gradio_api/upload", files={"files": ("big.png", big, "image/png")}, timeout=30)
+    resp = httpx.post(f"{ui[0]}gradio_api/upload", files={"files": ("big.png", big, "image/png")}, timeout=30)
     assert resp.status_code == 413
 
 
