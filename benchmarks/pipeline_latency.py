@@ -199,7 +199,7 @@ def markdown(r: dict) -> str:
         + ".",
         "",
         "Engine: live mode, latest-frame-wins queues, on-demand stages (a stage starts a frame only when the next "
-        "one has taken its previous result), torch threads = cores - 1 on CPU. Continuous: the same engine with "
+        "one has taken its previous result), encode and render in separate threads with cores // 2 torch threads each on CPU. Continuous: the same engine with "
         "every stage always working on the newest frame (`on_demand=False`). Naive: one frame at a time through "
         "the same stages, with its best torch thread count (per run, in the JSON). Speed-up = engine / naive FPS.",
         "",
