@@ -15,12 +15,15 @@ import json
 import os
 import platform
 import statistics
-import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, commit  # noqa: E402
 
 from live3dpe.model.editor import Editor
 from live3dpe.stream.control import Control
@@ -30,17 +33,10 @@ from live3dpe.stream.stages import build_stages, naive_step, pipeline_torch_thre
 from live3dpe.stream.stats import Stats
 from live3dpe.stream.synthetic import SyntheticFaceSource
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_FPS_TINY_CPU = 25.0
 GOAL_SPEEDUP = 1.5
 
 
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run_engine(editor, width: int, height: int, seconds: float, source_fps: float, warmup_s: float, on_demand: bool = True) -> dict:

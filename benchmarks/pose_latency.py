@@ -27,8 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,32 +36,21 @@ import cv2
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, commit, cpu_name  # noqa: E402
+
 from live3dpe.pose import FacePoseEstimator
 from live3dpe.pose.align import as_rgb, scale_affine, warp_crop
 from live3dpe.pose.estimator import FaceObservation, observe
 from live3dpe.pose.landmarks import FaceMeshDetector
 
-RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE = "legacy mf1 iris"
 SHIPPED = "estimator mf4"  # what the stream's FaceStage constructs
 TOTAL = "estimator mf4 + crop {}"  # the goal's quantity, per frame (tiny model: 128, paper: 512)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def frames(width: int, height: int, n: int, face_fraction: float = 0.5) -> list[np.ndarray]:
