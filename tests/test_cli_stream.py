@@ -51,8 +51,8 @@ def test_process_keeps_frames_duration_audio_and_edits_only_the_face(clip, tmp_p
         mask[max(y0, 0) : y1, max(x0, 0) : x1] = True
         inside.append(diff[mask].mean())
         outside.append(diff[~mask].mean())
-    assert np.median(inside) > 8  # the face was edited
     assert max(outside) < 3  # the rest is untouched (re-encoding noise only)
+    assert np.median(inside) > max(5.0, 2 * max(outside))  # the face was edited, well above that noise
 
 
 @pytest.mark.slow
