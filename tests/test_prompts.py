@@ -47,8 +47,8 @@ def test_minilm_threads_long_text_and_autograd(minilm):
         t.start()
     for t in threads:
         t.join()
-    for p in prompts:
-        assert torch.equal(results[p].tokens, minilm.encode(p).tokens)
+    for p in prompts:  # same result as a lone call (intra-op thread counts may differ per thread: not bit-exact)
+        torch.testing.assert_close(results[p].tokens, minilm.encode(p).tokens, rtol=1e-5, atol=1e-5)
     long = minilm.encode("face " * 2000)
     assert long.tokens.shape[1] <= 512  # truncated to the model's positions, no error
     # features are ordinary tensors: the projection trains on them
