@@ -46,6 +46,7 @@ class VideoFileSink:
         self.fps = fps
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".part{self.path.suffix}", dir=self.path.parent)
         os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; the result is an ordinary output file
         self.tmp_path = Path(tmp)
         fmt = {".mkv": "matroska", ".mov": "mov"}.get(self.path.suffix.lower(), "mp4")
         self._out = av.open(str(self.tmp_path), mode="w", format=fmt)
