@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("LIVE3DPE_REFERENCE", REPO.parent / "shared" / "reference"))
@@ -16,3 +17,12 @@ def conformance_dir() -> Path:
     if not CONFORMANCE.is_dir():
         pytest.skip(f"reference vectors not found at {CONFORMANCE} (set LIVE3DPE_REFERENCE)")
     return CONFORMANCE
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny convolutions run faster single-threaded, especially on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -47,13 +47,7 @@ MICRO = dataclasses.replace(
 S = MICRO.input_resolution
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run faster single-threaded, especially on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class RandomWorld:

@@ -1,11 +1,11 @@
 """The training pipeline on a real (tiny) synthetic dataset: data source, both stages, customization, CLI."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from test_train import MICRO  # tests/ is on sys.path (rootdir-relative import mode)
 
 from live3dpe.cli import main
 from live3dpe.model.checkpoint import load_checkpoint, save_checkpoint
@@ -17,16 +17,7 @@ from live3dpe.train.params import adapt_parameter_names
 from live3dpe.train.stages import StageConfig, train_edit, train_prior
 from live3dpe.train.teachers import to_uint8
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import MICRO  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
