@@ -6,7 +6,10 @@ latest-frame-wins queues, fed by a camera-paced source; the naive loop runs the 
 one frame at a time (detect -> crop -> model -> paste). Writes
 benchmarks/results/pipeline_latency.json and .md.
 
-    python benchmarks/pipeline_latency.py [--seconds 10] [--source-fps 60] [--runs 3]
+Modes: `eager`, and `compiled` (`Editor.compile`, i.e. `live3dpe live --compile`; each thread
+count gets its own compiled editor because inductor bakes the count into its CPU kernels).
+
+    python benchmarks/pipeline_latency.py [--seconds 10] [--source-fps 60] [--runs 3] [--modes eager compiled]
 """
 from __future__ import annotations
 
@@ -102,14 +105,26 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--preset", default=None, help="default: paper on CUDA, tiny on CPU")
     p.add_argument("--sizes", default="640x480,1280x720")
+    p.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
     p.add_argument("--note", default="", help="free text for the report (e.g. machine load)")
     args = p.parse_args(argv)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     preset = args.preset or ("paper" if device == "cuda" else "tiny")
     default_threads = torch.get_num_threads()
-    editor = Editor.load(preset, device=device)
-    editor.encode_prompt(text="golden statue")  # loads the text encoder once, outside the timings
+    editors: dict[tuple[str, int], Editor] = {}
+
+    def editor_for(mode: str, threads: int) -> Editor:
+        key = (mode, threads if mode == "compiled" else 0)
+        if key not in editors:
+            editor = Editor.load(preset, device=device)
+            if mode == "compiled":
+                editor.compile(threads=threads)
+            editor.encode_prompt(text="golden statue")  # loads the text encoder once, outside the timings
+            editors[key] = editor
+        return editors[key]
+
+    editor = editor_for(args.modes[0], default_threads)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     report = {
         "benchmark": "pipeline_latency",
@@ -125,19 +140,21 @@ def main(argv: list[str] | None = None) -> dict:
         "note": args.note,
         "results": [],
     }
-    for w, h in sizes:
+    for mode, (w, h) in ((m, s) for m in args.modes for s in sizes):
         engine_runs, continuous_runs, naive_runs = [], [], []
+        engine_threads = pipeline_torch_threads() if device == "cpu" else default_threads
+        engine_editor = editor_for(mode, engine_threads)
         for _ in range(args.runs):  # interleaved so shared-machine load hits both alike
-            engine_threads = pipeline_torch_threads() if device == "cpu" else default_threads
-            engine_runs.append({**run_engine(editor, w, h, args.seconds, args.source_fps, args.warmup), "torch_threads": engine_threads})
-            continuous_runs.append(run_engine(editor, w, h, args.seconds, args.source_fps, args.warmup, on_demand=False))
+            engine_runs.append({**run_engine(engine_editor, w, h, args.seconds, args.source_fps, args.warmup), "torch_threads": engine_threads})
+            continuous_runs.append(run_engine(engine_editor, w, h, args.seconds, args.source_fps, args.warmup, on_demand=False))
             # the naive loop gets its best torch thread count (it runs one stage at a time)
             options = sorted({1, default_threads}) if device == "cpu" else [default_threads]
             tries = []
             for threads in options:
-                tries.append({**run_naive(editor, w, h, args.seconds / len(options), threads), "torch_threads": threads})
+                tries.append({**run_naive(editor_for(mode, threads), w, h, args.seconds / len(options), threads), "torch_threads": threads})
             naive_runs.append(max(tries, key=lambda r: r["fps"]))
         row = {
+            "mode": mode,
             "size": f"{w}x{h}",
             "engine_fps": median_of(engine_runs, "fps"),
             "engine_latency_ms_p50": median_of(engine_runs, "latency_ms_p50"),
@@ -157,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
         row["speedup"] = row["engine_fps"] / row["naive_fps"] if row["naive_fps"] else None
         report["results"].append(row)
-        print(f"{w}x{h}: engine {row['engine_fps']:.1f} fps (p50 {row['engine_latency_ms_p50']:.0f} ms), "
+        print(f"{mode} {w}x{h}: engine {row['engine_fps']:.1f} fps (p50 {row['engine_latency_ms_p50']:.0f} ms), "
               f"naive {row['naive_fps']:.1f} fps (p50 {row['naive_latency_ms_p50']:.0f} ms), x{row['speedup']:.2f}")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pipeline_latency.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -174,12 +191,12 @@ def markdown(r: dict) -> str:
         f"torch {r['torch']} · synthetic source paced at {r['source_fps']:g} fps · "
         f"median of {r['runs']} runs of {r['seconds']:g} s.",
         "",
-        "| size | engine FPS | engine p50 / p95 latency (ms) | continuous FPS | continuous p50 / p95 (ms) | naive FPS | naive p50 / p95 latency (ms) | speed-up | dropped (last run) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| mode | size | engine FPS | engine p50 / p95 latency (ms) | continuous FPS | continuous p50 / p95 (ms) | naive FPS | naive p50 / p95 latency (ms) | speed-up | dropped (last run) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for x in r["results"]:
         lines.append(
-            f"| {x['size']} | {x['engine_fps']:.1f} | {x['engine_latency_ms_p50']:.0f} / {x['engine_latency_ms_p95']:.0f} | "
+            f"| {x.get('mode', 'eager')} | {x['size']} | {x['engine_fps']:.1f} | {x['engine_latency_ms_p50']:.0f} / {x['engine_latency_ms_p95']:.0f} | "
             f"{x['continuous_fps']:.1f} | {x['continuous_latency_ms_p50']:.0f} / {x['continuous_latency_ms_p95']:.0f} | "
             f"{x['naive_fps']:.1f} | {x['naive_latency_ms_p50']:.0f} / {x['naive_latency_ms_p95']:.0f} | "
             f"{x['speedup']:.2f}x | {x['engine_runs'][-1]['dropped']} |"
@@ -188,14 +205,14 @@ def markdown(r: dict) -> str:
         "",
         "CPU time per output frame (all threads of the process; what a quiet machine would have to spend): "
         + "; ".join(
-            f"{x['size']}: engine {x['engine_cpu_ms_per_frame']:.0f} ms, continuous {x['continuous_cpu_ms_per_frame']:.0f} ms, "
+            f"{x.get('mode', 'eager')} {x['size']}: engine {x['engine_cpu_ms_per_frame']:.0f} ms, continuous {x['continuous_cpu_ms_per_frame']:.0f} ms, "
             f"naive {x['naive_cpu_ms_per_frame']:.0f} ms"
             for x in r["results"]
         )
         + ".",
         "",
         "Engine: live mode, latest-frame-wins queues, on-demand stages (a stage starts a frame only when the next "
-        "one has taken its previous result), encode and render in separate threads with cores // 2 torch threads each on CPU. Continuous: the same engine with "
+        "one has taken its previous result, timed to finish just as the next one frees up), encode and render in separate threads with cores // 2 torch threads each on CPU. Continuous: the same engine with "
         "every stage always working on the newest frame (`on_demand=False`). Naive: one frame at a time through "
         "the same stages, with its best torch thread count (per run, in the JSON). Speed-up = engine / naive FPS.",
         "",
@@ -204,13 +221,13 @@ def markdown(r: dict) -> str:
     ]
     for x in r["results"]:
         st = x["engine_runs"][-1]["stage_ms"]
-        lines.append(f"- {x['size']}: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
+        lines.append(f"- {x.get('mode', 'eager')} {x['size']}: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
     lines += ["", f"Goals: engine speed-up >= {GOAL_SPEEDUP}x over naive"]
     if goal_fps:
         lines[-1] += f"; >= {goal_fps:g} FPS for the tiny preset on a 2-core CPU"
     lines[-1] += "."
     met = [x["speedup"] is not None and x["speedup"] >= GOAL_SPEEDUP and (goal_fps is None or x["engine_fps"] >= goal_fps) for x in r["results"]]
-    lines += ["", "Met: " + ", ".join(f"{x['size']} {'yes' if m else 'no'}" for x, m in zip(r["results"], met, strict=True))]
+    lines += ["", "Met: " + ", ".join(f"{x.get('mode', 'eager')} {x['size']} {'yes' if m else 'no'}" for x, m in zip(r["results"], met, strict=True))]
     if r["note"]:
         lines += ["", f"Note: {r['note']}"]
     return "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import safetensors.torch
@@ -121,6 +122,16 @@ def test_atomic_save_keeps_old_file_on_failure(net, saved, monkeypatch):
     with pytest.raises(OSError):
         save_checkpoint(net, fresh)
     assert not fresh.exists()
+
+
+def test_saved_checkpoint_is_world_readable_even_under_a_strict_umask(net, tmp_path):
+    old = os.umask(0o077)
+    try:
+        path = tmp_path / "shared.safetensors"
+        save_checkpoint(net, path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_bad_inputs(net, tmp_path):

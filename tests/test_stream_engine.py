@@ -161,6 +161,22 @@ def test_on_demand_stages_do_no_work_on_frames_that_would_be_dropped(on_demand):
         assert calls["pose"] > 2 * calls["model"]
 
 
+def test_on_demand_stages_start_just_in_time_so_frames_do_not_wait_behind_the_bottleneck():
+    """pose 10 ms -> model 60 ms: pose must start its frame ~10 ms before the model frees up,
+    not as soon as the model took the previous one (that frame would then wait ~50 ms)."""
+    stages = [Stage("pose", lambda w: time.sleep(0.01)), Stage("model", lambda w: time.sleep(0.06))]
+    engine = Engine(CountingSource(n=None, fps=100), NullSink(), stages, live=True, max_frames=200, on_demand=True)
+    t0 = time.monotonic()
+    stats = engine.run()
+    elapsed = time.monotonic() - t0
+    lat = np.asarray(stats.latencies_ms[5:])
+    assert lat.size > 20
+    # waiting in a queue behind the model, the median would be ~10 + 50 + 60 = 120 ms
+    assert np.median(lat) < 95, np.median(lat)
+    # and the model stays busy: throughput close to 1 / 60 ms
+    assert stats.frames_out / elapsed > 0.8 / 0.06, stats.frames_out / elapsed
+
+
 def test_live_pts_travel_with_frames_and_increase():
     sink = ListSink()
     Engine(CountingSource(60, fps=200), sink, [Stage("slow", lambda w: time.sleep(0.01))], live=True).run()

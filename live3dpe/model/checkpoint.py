@@ -116,9 +116,9 @@ def _atomic_write(path: Path, write) -> None:
     """Run `write(tmp_path)` then move the result over `path`; on any failure remove the temp file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; a checkpoint is an ordinary shared file
     try:
-        write(tmp)
+        write(tmp)  # (some writers recreate the file, so the mode is set afterwards)
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; a checkpoint is an ordinary shared file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -115,8 +115,8 @@ TINY = ModelConfig(
     final_hidden=(64, 32),
     decoder_hidden=32,
     style_dim=64,
-    sr_channels=(64, 32),
-    render=RenderConfig(neural_resolution=32, output_resolution=128, coarse_samples=24, fine_samples=24),
+    sr_channels=(32, 16),
+    render=RenderConfig(neural_resolution=32, output_resolution=128, coarse_samples=12, fine_samples=12),
 )
 
 PRESETS: dict[str, ModelConfig] = {"paper": PAPER, "tiny": TINY}

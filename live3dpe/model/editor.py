@@ -159,6 +159,33 @@ class Editor:
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=lower):
             yield
 
+    def compile(self, threads: int | None = None) -> Editor:
+        """Compile the prompt-independent encoders (E_low, E_high, E_t) and the renderer with
+        `torch.compile` for this model's fixed shapes, then warm them up; returns self.
+
+        Pays a one-off compile (about a minute on a 2-core CPU, seconds once inductor's cache
+        has it) for ~1.5x faster frames. The prompt cross-attention stays eager so prompts of
+        any token count never trigger a recompile. threads: the CPU threads the compiled kernels
+        use (inductor bakes the count in; match the calling stage's torch threads); default:
+        torch's current count.
+        """
+        encoder = self.net.encoder
+        modules = (encoder.elow, encoder.ehigh, encoder.fusion, self.net.renderer)
+        options = {"cpp.threads": threads} if threads and self.device.type == "cpu" else None
+        for module in modules:
+            module.compile(dynamic=False, options=options)
+        try:
+            r = self.input_resolution
+            crop = np.full((r, r, 3), 128, np.uint8)
+            tokens = torch.zeros(1, 2, self.config.ref_dim, device=self.device)
+            planes = self.encode(self.preprocess(crop), PromptEmbedding(tokens, "text", "warm-up"))
+            self.render(planes, Camera.frontal())
+        except Exception as err:  # e.g. no C++ compiler for inductor's CPU kernels
+            for module in modules:
+                module._compiled_call_impl = None
+            log.warning("torch.compile unavailable here (%s: %s); running eagerly", type(err).__name__, str(err).splitlines()[0][:200])
+        return self
+
     # ----------------------------------------------------------------------------- properties
     @property
     def input_resolution(self) -> int:

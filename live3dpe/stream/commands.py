@@ -66,16 +66,29 @@ def _add_model_args(p: argparse.ArgumentParser, modes: bool = True) -> None:
         p.add_argument("--view", default="frontal", metavar="frontal|yaw=20,pitch=0|orbit", help="virtual camera for --mode view")
     p.add_argument("--checkpoint", default=None, metavar="PATH", help="model checkpoint (default: the bundled model)")
     p.add_argument("--device", default=None, choices=("cuda", "cpu", "mps"), help="default: cuda when available")
+    if modes:
+        p.add_argument(
+            "--compile", action="store_true",
+            help="torch.compile the model first: ~2x faster frames on CPU, after a one-off compile "
+            "(about a minute the first time, ~10 s once cached)",
+        )  # fmt: skip
 
 
 def load_editor(args):
-    """The Editor for `--checkpoint`/`--device` (the bundled default model when none is given)."""
+    """The Editor for `--checkpoint`/`--device` (the bundled default model when none is given),
+    compiled for the pipeline's per-stage thread count with `--compile`."""
     import torch
 
     from live3dpe.model.editor import Editor
 
+    from .stages import pipeline_torch_threads
+
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return Editor.load(args.checkpoint or "default", device=device)
+    editor = Editor.load(args.checkpoint or "default", device=device)
+    if getattr(args, "compile", False):
+        log.info("compiling the model (about a minute the first time, cached afterwards)")
+        editor.compile(threads=pipeline_torch_threads())
+    return editor
 
 
 def _control(args, **extra) -> Control:
