@@ -10,13 +10,14 @@ Runs on the CPU always and on CUDA when present. Writes benchmarks/results/model
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, summary, time_ms, write_results  # noqa: E402
+from common import RESULTS, environment, summary, time_ms, write_results  # noqa: E402
 
 from live3dpe.model.cameras import Camera, generate_rays  # noqa: E402
 from live3dpe.model.config import get_preset  # noqa: E402
@@ -93,6 +94,9 @@ def markdown(env: dict, rows: list[dict]) -> str:
         "| preset | device | precision | mode | encode | render | super-res | total |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    older = sorted({r["commit"] for r in rows if r.get("commit", env["commit"]) != env["commit"]})
+    if older:
+        lines[-2:-2] = [f"Rows of other presets/devices were measured at commit(s) {', '.join(older)} (column `commit` in the JSON).", ""]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['preset']} | {r['device']} | {r['precision']} | {r['mode']} | unsupported: {r['error']} | | | |")
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when present")
     ap.add_argument("--name", default="model_latency")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of other presets/devices from the existing results file (each row records its commit)")
     args = ap.parse_args(argv)
     devices = [torch.device(d) for d in (args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]))]
     rows = []
@@ -132,6 +138,16 @@ def main(argv: list[str] | None = None) -> int:
                     print(markdown({"device": "", "torch": "", "commit": "", "date": ""}, [row]).splitlines()[-1], flush=True)
     env = environment(devices[-1])
     env["devices"] = {d.type: environment(d)["device"] for d in devices}
+    for row in rows:
+        row["commit"] = env["commit"]
+    previous = RESULTS / f"{args.name}.json"
+    if args.merge and previous.is_file():
+        measured = {(r["preset"], r["device"]) for r in rows}
+        old = json.loads(previous.read_text())
+        kept = [r for r in old["rows"] if (r["preset"], r["device"]) not in measured]
+        for r in kept:
+            r.setdefault("commit", old["environment"]["commit"])
+        rows = kept + rows
     js, md = write_results(args.name, {"environment": env, "rows": rows}, markdown(env, rows))
     print(f"wrote {js} and {md}")
     return 0

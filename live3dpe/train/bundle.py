@@ -44,8 +44,8 @@ class BundleConfig:
     people: int = 160
     views: int = 4
     seed: int = 0
-    prior_minutes: float = 20.0
-    edit_minutes: float = 12.0
+    prior_minutes: float = 75.0
+    edit_minutes: float = 35.0
     batch: int = 2
     prior_views: int = 1
     prior_lr: float = 1e-3
