@@ -163,3 +163,16 @@ def test_reference_preprocessing_resizes_and_normalises():
     expected = (128 / 255 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
     torch.testing.assert_close(out.mean(dim=(0, 2, 3)), expected, rtol=0, atol=1e-5)
     assert float(out.std(dim=(0, 2, 3)).max()) < 1e-5
+
+
+@pytest.mark.parametrize("size", [8, 16, 40])
+def test_aspp_dilations_past_the_map_equal_the_plain_dilated_conv(size):
+    """The shortcut for rates that only ever hit zero padding must not change a single value."""
+    from live3dpe.model.encoders import ASPP
+
+    torch.manual_seed(0)
+    aspp = ASPP(8, 6, (3, 12, 24))
+    x = torch.randn(2, 8, size, size)
+    with torch.no_grad():
+        for conv in aspp.atrous:
+            torch.testing.assert_close(aspp._atrous(conv, x), conv(x), rtol=1e-5, atol=1e-6)
