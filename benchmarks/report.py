@@ -95,10 +95,12 @@ def plot_fps(data: dict) -> str | None:
     rows = data.get("results", [])
     if not rows:
         return None
-    sizes = [r["size"] for r in rows]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(sizes, [r["engine_fps"] for r in rows], "o-", label="threaded engine")
-    ax.plot(sizes, [r["naive_fps"] for r in rows], "s--", label="naive sequential loop")
+    for mode in dict.fromkeys(r.get("mode", "eager") for r in rows):
+        sel = [r for r in rows if r.get("mode", "eager") == mode]
+        sizes = [r["size"] for r in sel]
+        ax.plot(sizes, [r["engine_fps"] for r in sel], "o-", label=f"threaded engine ({mode})")
+        ax.plot(sizes, [r["naive_fps"] for r in sel], "s--", label=f"naive sequential loop ({mode})")
     ax.set_xlabel("camera resolution")
     ax.set_ylabel("sustained FPS")
     ax.set_title(f"FPS vs resolution (preset {data.get('preset', '?')})")

@@ -37,6 +37,34 @@ def test_compiled_editor_equals_eager_for_any_prompt_length_and_camera():
         torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_compiled_editor_does_not_recompile_in_a_pipeline_stage_thread():
+    """A stage thread has its own torch thread count and builds cameras under inference mode;
+    both are part of the compiled graphs' guards, so `compile(threads)` must match them."""
+    import threading
+
+    import torch._dynamo
+
+    editor = _random_editor().compile(threads=1)
+    crop = np.full((128, 128, 3), 100, np.uint8)
+    errors = []
+
+    def stage():
+        torch.set_num_threads(1)
+        try:
+            with torch.inference_mode(), torch._dynamo.config.patch(error_on_recompile=True):
+                tokens = torch.randn(1, 7, editor.config.ref_dim)
+                planes = editor.encode(editor.preprocess(crop), PromptEmbedding(tokens, "text", "stage"))
+                editor.render(planes, Camera(torch.as_tensor(Camera.from_yaw_pitch(0.2, 0.0).label.numpy())))
+        except Exception as err:  # re-raised in the test thread
+            errors.append(err)
+
+    t = threading.Thread(target=stage)
+    t.start()
+    t.join()
+    assert not errors, errors
+
+
 def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
     def broken_compile(self, *args, **kwargs):
         def fail(*a, **k):

@@ -165,15 +165,18 @@ class Editor:
 
         Pays a one-off compile (about a minute on a 2-core CPU, seconds once inductor's cache
         has it) for ~1.5x faster frames. The prompt cross-attention stays eager so prompts of
-        any token count never trigger a recompile. threads: the CPU threads the compiled kernels
-        use (inductor bakes the count in; match the calling stage's torch threads); default:
-        torch's current count.
+        any token count never trigger a recompile. threads: the torch CPU threads of the threads
+        that will call the editor (inductor bakes the count into its kernels and the compiled
+        graphs are guarded on it, so another count recompiles); default: the current count.
         """
         encoder = self.net.encoder
         modules = (encoder.elow, encoder.ehigh, encoder.fusion, self.net.renderer)
         options = {"cpp.threads": threads} if threads and self.device.type == "cpu" else None
         for module in modules:
             module.compile(dynamic=False, options=options)
+        previous = torch.get_num_threads()
+        if options:  # compiled graphs are guarded on the thread count: warm up with the callers' one
+            torch.set_num_threads(threads)
         try:
             r = self.input_resolution
             crop = np.full((r, r, 3), 128, np.uint8)
@@ -184,6 +187,8 @@ class Editor:
             for module in modules:
                 module._compiled_call_impl = None
             log.warning("torch.compile unavailable here (%s: %s); running eagerly", type(err).__name__, str(err).splitlines()[0][:200])
+        finally:
+            torch.set_num_threads(previous)
         return self
 
     # ----------------------------------------------------------------------------- properties
@@ -277,7 +282,9 @@ class Editor:
             else:
                 raise ValueError(f"batch mismatch: {p.shape[0]} plane sets but {label.shape[0]} cameras")
         with self._inference():
-            return self.net.renderer(p, label, deterministic=deterministic)
+            # an inference-mode copy whatever the caller made: compiled graphs then never see
+            # another kind of tensor (a recompile); 25 floats per camera
+            return self.net.renderer(p, label.clone(), deterministic=deterministic)
 
     @staticmethod
     def postprocess(image: Tensor) -> np.ndarray:
