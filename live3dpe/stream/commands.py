@@ -70,7 +70,7 @@ def _add_model_args(p: argparse.ArgumentParser, modes: bool = True) -> None:
         p.add_argument(
             "--compile", action="store_true",
             help="torch.compile the model first: ~2x faster frames on CPU, after a one-off compile "
-            "(about a minute the first time, ~10 s once cached)",
+            "(about two minutes the first time, ~10 s once cached)",
         )  # fmt: skip
 
 
@@ -86,7 +86,7 @@ def load_editor(args):
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     editor = Editor.load(args.checkpoint or "default", device=device)
     if getattr(args, "compile", False):
-        log.info("compiling the model (about a minute the first time, cached afterwards)")
+        log.info("compiling the model (about two minutes the first time, ~10 s once cached)")
         editor.compile(threads=pipeline_torch_threads())
     return editor
 
