@@ -2,7 +2,9 @@
 rendering, super-resolution and the total, for each preset, precision and execution mode.
 
 Modes: `eager` (modulated SR, the reference path), `folded` (constant style folded into plain
-convolutions once at load), `compile` (folded + torch.compile of encoder, field and SR).
+convolutions once at load), `compile` (folded + torch.compile of the encoder and the SR, with
+inductor's C++ wrapper on the CPU as `Editor.compile` uses it; the end-to-end compiled editor is
+measured by pipeline_latency.py).
 Runs on the CPU always and on CUDA when present. Writes benchmarks/results/model_latency.{json,md}.
 
     python benchmarks/model_latency.py [--presets tiny paper] [--repeats 5] [--compile-presets tiny]
@@ -37,8 +39,9 @@ def bench_config(preset: str, device: torch.device, precision: str, mode: str, r
     encoder, sr = net.encoder, (renderer.superres_folded or renderer.superres)
     field_of = renderer.field
     if mode == "compile":
-        encoder = torch.compile(encoder, dynamic=False)
-        sr = torch.compile(sr, dynamic=False)
+        options = {"cpp_wrapper": True} if device.type == "cpu" else None
+        encoder = torch.compile(encoder, dynamic=False, options=options)
+        sr = torch.compile(sr, dynamic=False, options=options)
     R = cfg.input_resolution
     image = torch.rand(1, 3, R, R, device=device) * 2 - 1
     with torch.inference_mode():
