@@ -40,8 +40,6 @@ GOAL_FPS_TINY_CPU = 25.0
 GOAL_SPEEDUP = 1.5
 
 
-
-
 def run_engine(editor, width: int, height: int, seconds: float, source_fps: float, warmup_s: float, on_demand: bool = True) -> dict:
     """Live engine fed at `source_fps` like a camera; frames after the warm-up are measured."""
     source = SyntheticFaceSource(width, height, fps=source_fps, realtime=True, cycle=int(source_fps * 4))
@@ -196,7 +194,7 @@ def markdown(r: dict) -> str:
     ]
     for x in r["results"]:
         lines.append(
-            f"| {x.get('mode', 'eager')} | {x['size']} | {x['engine_fps']:.1f} | {x['engine_latency_ms_p50']:.0f} / {x['engine_latency_ms_p95']:.0f} | "
+            f"| {x['mode']} | {x['size']} | {x['engine_fps']:.1f} | {x['engine_latency_ms_p50']:.0f} / {x['engine_latency_ms_p95']:.0f} | "
             f"{x['continuous_fps']:.1f} | {x['continuous_latency_ms_p50']:.0f} / {x['continuous_latency_ms_p95']:.0f} | "
             f"{x['naive_fps']:.1f} | {x['naive_latency_ms_p50']:.0f} / {x['naive_latency_ms_p95']:.0f} | "
             f"{x['speedup']:.2f}x | {x['engine_runs'][-1]['dropped']} |"
@@ -205,7 +203,7 @@ def markdown(r: dict) -> str:
         "",
         "CPU time per output frame (all threads of the process; what a quiet machine would have to spend): "
         + "; ".join(
-            f"{x.get('mode', 'eager')} {x['size']}: engine {x['engine_cpu_ms_per_frame']:.0f} ms, continuous {x['continuous_cpu_ms_per_frame']:.0f} ms, "
+            f"{x['mode']} {x['size']}: engine {x['engine_cpu_ms_per_frame']:.0f} ms, continuous {x['continuous_cpu_ms_per_frame']:.0f} ms, "
             f"naive {x['naive_cpu_ms_per_frame']:.0f} ms"
             for x in r["results"]
         )
@@ -221,13 +219,13 @@ def markdown(r: dict) -> str:
     ]
     for x in r["results"]:
         st = x["engine_runs"][-1]["stage_ms"]
-        lines.append(f"- {x.get('mode', 'eager')} {x['size']}: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
+        lines.append(f"- {x['mode']} {x['size']}: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
     lines += ["", f"Goals: engine speed-up >= {GOAL_SPEEDUP}x over naive"]
     if goal_fps:
         lines[-1] += f"; >= {goal_fps:g} FPS for the tiny preset on a 2-core CPU"
     lines[-1] += "."
     met = [x["speedup"] is not None and x["speedup"] >= GOAL_SPEEDUP and (goal_fps is None or x["engine_fps"] >= goal_fps) for x in r["results"]]
-    lines += ["", "Met: " + ", ".join(f"{x.get('mode', 'eager')} {x['size']} {'yes' if m else 'no'}" for x, m in zip(r["results"], met, strict=True))]
+    lines += ["", "Met: " + ", ".join(f"{x['mode']} {x['size']} {'yes' if m else 'no'}" for x, m in zip(r["results"], met, strict=True))]
     if r["note"]:
         lines += ["", f"Note: {r['note']}"]
     return "\n".join(lines) + "\n"

@@ -96,8 +96,8 @@ def plot_fps(data: dict) -> str | None:
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for mode in dict.fromkeys(r.get("mode", "eager") for r in rows):
-        sel = [r for r in rows if r.get("mode", "eager") == mode]
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        sel = [r for r in rows if r["mode"] == mode]
         sizes = [r["size"] for r in sel]
         ax.plot(sizes, [r["engine_fps"] for r in sel], "o-", label=f"threaded engine ({mode})")
         ax.plot(sizes, [r["naive_fps"] for r in sel], "s--", label=f"naive sequential loop ({mode})")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from fractions import Fraction
 
@@ -69,6 +70,17 @@ def test_aborted_video_sink_leaves_nothing(tmp_path):
     sink.send(Frame(np.zeros((32, 32, 3), np.uint8), 0, Fraction(1, 10)))
     sink.close(abort=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_video_is_world_readable_even_under_a_strict_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        sink = VideoFileSink(tmp_path / "x.mp4", fps=10)
+        sink.send(Frame(np.zeros((32, 32, 3), np.uint8), 0, Fraction(1, 10)))
+        sink.close()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.mp4").stat().st_mode & 0o777 == 0o644
 
 
 def test_engine_sink_failure_leaves_no_half_written_file(tmp_path):

@@ -164,7 +164,7 @@ class Editor:
         `torch.compile` for this model's fixed shapes, then warm them up; returns self.
 
         Pays a one-off compile (about two minutes on a 2-core CPU, ~10 s once inductor's cache
-        has it) for ~1.5x faster frames. The prompt cross-attention stays eager so prompts of
+        has it) for a 1.5-2x faster model on a CPU. The prompt cross-attention stays eager so prompts of
         any token count never trigger a recompile. threads: the torch CPU threads of the threads
         that will call the editor (inductor bakes the count into its kernels and the compiled
         graphs are guarded on it, so another count recompiles); default: the current count.

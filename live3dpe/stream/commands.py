@@ -69,7 +69,7 @@ def _add_model_args(p: argparse.ArgumentParser, modes: bool = True) -> None:
     if modes:
         p.add_argument(
             "--compile", action="store_true",
-            help="torch.compile the model first: ~2x faster frames on CPU, after a one-off compile "
+            help="torch.compile the model first: a 1.5-2x faster model on CPU, after a one-off compile "
             "(about two minutes the first time, ~10 s once cached)",
         )  # fmt: skip
 

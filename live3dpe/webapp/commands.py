@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--prompt", help="text prompt to start with")
     serve.add_argument("--cert", help="TLS certificate (PEM) for HTTPS")
     serve.add_argument("--key", help="TLS private key (PEM) for HTTPS")
-    serve.add_argument("--compile", action="store_true", help="torch.compile the model first (~2x faster frames on CPU after a one-off compile)")
+    serve.add_argument("--compile", action="store_true", help="torch.compile the model first (a 1.5-2x faster model on CPU, after a one-off compile)")
     serve.set_defaults(func=run_serve)
 
     ui = subparsers.add_parser(
