@@ -65,6 +65,17 @@ def test_end_to_end_all_prompt_kinds_and_views(editor, face):
     assert not torch.equal(triplanes["text"], triplanes["image"])
 
 
+def test_encode_splits_into_features_and_fuse(editor, face):
+    """The live pipeline encodes and fuses in two stages; a new prompt reuses the features."""
+    x = editor.preprocess(face)
+    features = editor.encode_features(x)
+    assert features.high.shape == (1, TINY.ehigh_channels[1], 32, 32) and features.f.shape == (1, TINY.f_out_channels, 32, 32)
+    for prompt in (None, editor.encode_prompt(text="a smiling elf")):
+        assert torch.equal(editor.fuse(features, prompt).tensor, editor.encode(x, prompt).tensor)
+    with pytest.raises(TypeError, match="Features"):
+        editor.fuse(editor.encode(x))
+
+
 def test_render_is_deterministic_by_default(editor, face):
     planes = editor.encode(editor.preprocess(face))
     cam = Camera.from_yaw_pitch(math.radians(30), 0.0)

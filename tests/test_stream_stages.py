@@ -15,7 +15,7 @@ from live3dpe.stream.control import Control
 from live3dpe.stream.engine import Work
 from live3dpe.stream.frame import Frame
 from live3dpe.stream.overlay import Decorator, draw_overlay, output_size
-from live3dpe.stream.stages import CompositeStage, EncodeStage, RenderStage, letterbox
+from live3dpe.stream.stages import CompositeStage, FuseStage, RenderStage, letterbox
 from live3dpe.stream.stats import Stats
 
 
@@ -46,7 +46,7 @@ def work_for(control: Control, obs=None, size=(64, 48), pts=0) -> Work:
 
 def test_prompt_is_encoded_only_when_it_changes():
     editor, smoother = PromptCounter(), SmootherSpy()
-    stage = EncodeStage(editor, smoother=smoother)
+    stage = FuseStage(editor, smoother=smoother)
     control = Control(prompt_text="golden statue")
     for _ in range(3):
         assert stage.prompt_for(control.get()) == "embedding:golden statue"

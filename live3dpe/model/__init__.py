@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .cameras import Camera
 from .config import ModelConfig, get_preset
-from .types import Planes, PromptEmbedding, RenderOutput
+from .types import Features, Planes, PromptEmbedding, RenderOutput
 
 if TYPE_CHECKING:
     from .checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
@@ -30,6 +30,7 @@ __all__ = [
     "CheckpointMeta",
     "Editor",
     "EditorNet",
+    "Features",
     "ModelConfig",
     "Planes",
     "PromptEmbedding",

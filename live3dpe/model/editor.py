@@ -29,7 +29,7 @@ from .config import PRESETS, ModelConfig, get_preset
 from .layers import check_image_batch
 from .prompts import PromptCache, PromptEncoder
 from .text_prompt import DEFAULT_TEXT_BACKEND, TextBackend, make_text_backend
-from .types import Planes, PromptEmbedding, RenderOutput
+from .types import Features, Planes, PromptEmbedding, RenderOutput
 
 if TYPE_CHECKING:
     from .network import EditorNet
@@ -247,22 +247,34 @@ class Editor:
         x = x.to(self.dtype) / 127.5 - 1.0
         return x.contiguous(memory_format=self.memory_format)
 
-    def encode(self, image: Tensor, prompt: PromptEmbedding | None = None) -> Planes:
-        """Image [B, 3, R, R] in [-1, 1] (+ prompt) -> triplane. No prompt = the 3D prior (Live3D)."""
+    def encode_features(self, image: Tensor) -> Features:
+        """Image [B, 3, R, R] in [-1, 1] -> E_low/F and E_high features (no prompt needed)."""
         check_image_batch(image, "image", (3,), self.input_resolution)
         image = image.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+        with self._inference():
+            out = self.net.encoder.encode_features(image)
+        return Features(out["high_feature"], out["f_feature"])
+
+    def fuse(self, features: Features, prompt: PromptEmbedding | None = None) -> Planes:
+        """Features (+ prompt) -> triplane: the prompt's cross-attention (Eq. 2) and E_t (Eq. 3).
+        No prompt = the 3D prior (Live3D)."""
+        if not isinstance(features, Features):
+            raise TypeError(f"features must be Features (from encode_features), got {type(features).__name__}")
         tokens = None
         if prompt is not None:
             if not isinstance(prompt, PromptEmbedding):
                 raise TypeError(f"prompt must be a PromptEmbedding (see encode_prompt) or None, got {type(prompt).__name__}")
             tokens = prompt.tokens
-            if tokens.ndim != 3 or tokens.shape[-1] != self.config.ref_dim or tokens.shape[0] not in (1, image.shape[0]):
-                raise ValueError(
-                    f"prompt tokens must be [1 or {image.shape[0]}, N, {self.config.ref_dim}], got {tuple(tokens.shape)}"
-                )
+            batch = features.high.shape[0]
+            if tokens.ndim != 3 or tokens.shape[-1] != self.config.ref_dim or tokens.shape[0] not in (1, batch):
+                raise ValueError(f"prompt tokens must be [1 or {batch}, N, {self.config.ref_dim}], got {tuple(tokens.shape)}")
             tokens = tokens.to(device=self.device, dtype=self.dtype)
         with self._inference():
-            return Planes(self.net.encoder(image, tokens))
+            return Planes(self.net.encoder.fuse({"high_feature": features.high, "f_feature": features.f}, tokens))
+
+    def encode(self, image: Tensor, prompt: PromptEmbedding | None = None) -> Planes:
+        """Image [B, 3, R, R] in [-1, 1] (+ prompt) -> triplane: `fuse(encode_features(image), prompt)`."""
+        return self.fuse(self.encode_features(image), prompt)
 
     def render(self, planes: Planes, camera: Camera | Tensor, deterministic: bool = True) -> RenderOutput:
         """Render planes from camera(s) [B, 25] (or one [25]). One plane set with K cameras renders

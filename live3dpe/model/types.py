@@ -20,6 +20,17 @@ class PromptEmbedding:
 
 
 @dataclass(frozen=True)
+class Features:
+    """The prompt-independent encoder features (the frozen prior's part): `high` from E_high and
+    `f` from E_low's transformer F, [B, C, R/4, R/4] each. Any prompt can then be fused in
+    (cross-attention, Eq. 2, and E_t, Eq. 3) without encoding the image again, and a pipeline
+    can run the two halves in separate stages."""
+
+    high: Tensor
+    f: Tensor
+
+
+@dataclass(frozen=True)
 class Planes:
     """A triplane [B, 3 * C, R, R]; channel k belongs to plane k // C (CONVENTIONS.md §5)."""
 

@@ -58,6 +58,7 @@ class Work:
     frame: Frame
     control: ControlState
     obs: Any = None  # pose.FaceObservation | None
+    features: Any = None  # model.types.Features | None
     planes: Any = None  # model.types.Planes | None
     face: np.ndarray | None = None  # edited face render, SxSx3 uint8
     output: np.ndarray | None = None  # composited frame
