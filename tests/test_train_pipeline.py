@@ -42,6 +42,22 @@ def test_source_batches_pair_views_of_one_person_and_one_style(dataset):
     assert only.style_names == ["red_hair"] and 0 < len(only) < len(src)
 
 
+def test_prior_batches_can_show_people_in_their_style_on_every_view(dataset):
+    plain = SynthDataSource(dataset, MICRO.ref_resolution, text=None)
+    styled = SynthDataSource(dataset, MICRO.ref_resolution, text=None, prior_styled_prob=1.0)
+    b = styled.prior_batch(4, torch.Generator().manual_seed(0), views=2)
+    edited = {tuple(lab.tolist()): e for lab, e in zip(plain.label, plain.edited, strict=True)}
+    for person_views, person_labels in zip(b.view_images, b.view_labels, strict=True):
+        for img, lab in zip(person_views, person_labels, strict=True):  # every view is the edited render
+            assert torch.equal(img, edited[tuple(lab.tolist())])
+    assert torch.equal(b.view_images[:, 0], b.image) and torch.isfinite(b.view_depths).all()
+    mixed = SynthDataSource(dataset, MICRO.ref_resolution, text=None, prior_styled_prob=0.5).prior_batch(64, torch.Generator().manual_seed(0))
+    from_edited = torch.stack([(mixed.image[i] == plain.edited).flatten(1).all(1).any() for i in range(64)])
+    assert 10 < int(from_edited.sum()) < 54  # a mix of plain and styled people
+    with pytest.raises(ValueError, match="prior_styled_prob"):
+        SynthDataSource(dataset, MICRO.ref_resolution, text=None, prior_styled_prob=1.5)
+
+
 def test_stages_and_customization_on_synthetic_data(dataset, tmp_path):
     src = SynthDataSource(dataset, MICRO.ref_resolution, text=None)
     prior_ckpt, edit_ckpt = tmp_path / "prior.safetensors", tmp_path / "edit.safetensors"

@@ -48,6 +48,7 @@ class BundleConfig:
     edit_minutes: float = 35.0
     batch: int = 2
     prior_views: int = 1
+    prior_styled_prob: float = 0.5  # stage 1 also sees styled people (see SynthDataSource)
     prior_lr: float = 1e-3
     edit_lr: float = 3e-4
     image_prompt_prob: float = 0.4
@@ -75,7 +76,7 @@ def run(cfg: BundleConfig, parts: tuple[str, ...] = PARTS, out_dir: Path = WEIGH
     if "data" in parts and not (data / "synth.json").exists():
         write_dataset(data, SynthConfig(people=cfg.people, views=cfg.views, seed=cfg.seed, resolution=128, supersample=1), progress=True)
     if "prior" in parts:
-        source = SynthDataSource(data, ref_resolution=112, text=None)
+        source = SynthDataSource(data, ref_resolution=112, text=None, prior_styled_prob=cfg.prior_styled_prob)
         minutes = _remaining_minutes(prior, cfg.prior_minutes)
         if minutes > 0:
             train_prior(source, prior, LoopConfig(minutes=minutes, log_every=10), StageConfig(cfg.batch, cfg.prior_lr, cfg.seed, cfg.prior_views), "tiny", resume=True, meta={"bundle": asdict(cfg)})

@@ -27,7 +27,7 @@ def _prior(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     cfg = get_preset(args.preset)
-    source = SynthDataSource(args.data, cfg.ref_resolution, text=None)
+    source = SynthDataSource(args.data, cfg.ref_resolution, text=None, prior_styled_prob=args.styled_prob)
     _, state = train_prior(
         source, args.out, _loop(args), StageConfig(args.batch, args.lr, args.seed, args.views), cfg,
         resume=args.resume, perceptual=load_lpips(args.lpips),
@@ -106,6 +106,8 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default="tiny")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--views", type=int, choices=(1, 2), default=2, help="rendered views per person and step")
+    p.add_argument("--styled-prob", type=float, default=0.5,
+                   help="chance that a person is shown in their dataset style (all views) instead of unedited")
     _common(p)
     p.set_defaults(func=_prior)
 

@@ -39,11 +39,21 @@ class TextFeatureCache:
         return self._cache[text]
 
 
+def _depth_and_mask(items: list[dict], depth_key: str, mask_key: str) -> tuple[Tensor, Tensor]:
+    """Stacked depth (background inf -> 0; the mask excludes it from losses) and mask."""
+    depth = torch.stack([it[depth_key] for it in items])
+    return torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth)), torch.stack([it[mask_key] for it in items])
+
+
 class SynthDataSource:
     """In-memory sampler over a synthetic EG3D dataset.
 
     styles: restrict to these styles (e.g. keep one out for the customization benchmark).
     image_prompt_prob: chance that a stage-2 batch uses an image prompt instead of text.
+    prior_styled_prob: chance that a stage-1 person is shown in their dataset style (the
+    edited renders, every view, with the edited geometry) instead of unedited. A prior that
+    has only seen plain people lifts a golden or blue face to a plain one (measured), and
+    stage 2 distils from the prior applied to edited images, so it must know such faces.
     """
 
     def __init__(
@@ -54,7 +64,10 @@ class SynthDataSource:
         styles: list[str] | None = None,
         image_prompt_prob: float = 0.5,
         phrases: Literal["train", "heldout"] = "train",
+        prior_styled_prob: float = 0.0,
     ):
+        if not 0.0 <= prior_styled_prob <= 1.0:
+            raise ValueError(f"prior_styled_prob must be in [0, 1], got {prior_styled_prob}")
         ds = EG3DDataset(path, extras=True)
         items = [ds[i] for i in range(len(ds))]
         keep = [i for i, it in enumerate(items) if styles is None or it["style"] in styles]
@@ -64,9 +77,10 @@ class SynthDataSource:
         self.image = torch.stack([it["image"] for it in items])
         self.label = torch.stack([it["label"] for it in items])
         self.edited = torch.stack([it["edited"] for it in items])
-        depth = torch.stack([it["depth"] for it in items])
-        self.mask = torch.stack([it["mask"] for it in items])
-        self.depth = torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth))
+        self.depth, self.mask = _depth_and_mask(items, "depth", "mask")
+        self.prior_styled_prob = prior_styled_prob
+        if prior_styled_prob > 0:
+            self.edited_depth, self.edited_mask = _depth_and_mask(items, "edited_depth", "edited_mask")
         self.style = [it["style"] for it in items]
         self.person = torch.tensor([it["person"] for it in items])
         self._same_person: dict[int, list[int]] = defaultdict(list)
@@ -105,13 +119,28 @@ class SynthDataSource:
             same = self._same_person[int(self.person[i])]
             other.append(same[int(torch.randint(len(same), (1,), generator=generator))])
         chosen = torch.tensor(other)[:, None] if views == 1 else torch.stack([idx, torch.tensor(other)], dim=1)
-        return PriorBatch(
+        batch_ = PriorBatch(
             image=self.image[idx],
             label=self.label[idx],
             view_labels=self.label[chosen],
             view_images=self.image[chosen],
             view_depths=self.depth[chosen],
             view_masks=self.mask[chosen],
+        )
+        if self.prior_styled_prob == 0:  # no extra random draws: the plain stream stays as it was
+            return batch_
+        styled = torch.rand(batch, generator=generator) < self.prior_styled_prob
+
+        def pick(plain: Tensor, edited: Tensor) -> Tensor:
+            return torch.where(styled.reshape(-1, *[1] * (plain.ndim - 1)), edited, plain)
+
+        return PriorBatch(
+            image=pick(batch_.image, self.edited[idx]),
+            label=batch_.label,
+            view_labels=batch_.view_labels,
+            view_images=pick(batch_.view_images, self.edited[chosen]),
+            view_depths=pick(batch_.view_depths, self.edited_depth[chosen]),
+            view_masks=pick(batch_.view_masks, self.edited_mask[chosen]),
         )
 
     def prompt(self, style: str, kind: str, generator: torch.Generator) -> Prompt:
