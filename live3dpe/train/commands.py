@@ -117,7 +117,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--styles", nargs="+", help="train on these styles only")
     p.add_argument("--image-prompt-prob", type=float, default=0.4)
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr", type=float, default=6e-4)
     _common(p)
     p.set_defaults(func=_edit)
 

@@ -105,7 +105,7 @@ def train_edit(
     prior_ckpt: str | Path,
     out: str | Path,
     loop: LoopConfig,
-    stage: StageConfig = StageConfig(lr=3e-4),
+    stage: StageConfig = StageConfig(lr=6e-4),
     weights: EditWeights = EditWeights(),
     jitter: CameraJitter = CameraJitter(),
     resume: bool = False,
