@@ -46,8 +46,8 @@ class BundleConfig:
     people: int = 160
     views: int = 4
     seed: int = 0
-    prior_minutes: float = 75.0
-    edit_minutes: float = 35.0
+    prior_minutes: float = 120.0
+    edit_minutes: float = 60.0
     batch: int = 2
     prior_views: int = 1
     prior_styled_prob: float = 0.5  # stage 1 also sees styled people (see SynthDataSource)
