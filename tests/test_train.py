@@ -162,3 +162,16 @@ def test_ssim_and_psnr_behave():
     slightly = (x + 0.04 * torch.randn_like(x)).clamp(-1, 1)
     assert ssim(x, noisy).item() < ssim(x, slightly).item() < 1.0
     assert (psnr(noisy, x) < psnr(slightly, x)).all()
+
+
+@pytest.mark.parametrize("fusion_lr, prompt_lr", [(1e-3, 0.0), (0.0, 1e-3)])
+def test_edit_stage_prompt_side_has_its_own_learning_rate(tmp_path, fusion_lr, prompt_lr):
+    _prior(tmp_path, 1)
+    prior, _ = load_checkpoint(tmp_path / "prior.safetensors")
+    student, _ = train_edit(
+        RandomWorld(), tmp_path / "prior.safetensors", tmp_path / "edit.safetensors",
+        LoopConfig(steps=2, progress=False), StageConfig(batch=2, lr=fusion_lr, prompt_lr=prompt_lr),
+    )  # fmt: skip
+    p, s = prior.state_dict(), student.state_dict()
+    changed = {m: any(not torch.equal(p[k], s[k]) for k in p if k.startswith(m + ".")) for m in ("encoder.fusion", "encoder.cross_attention", "text_prompt")}
+    assert changed == {"encoder.fusion": fusion_lr > 0, "encoder.cross_attention": prompt_lr > 0, "text_prompt": prompt_lr > 0}

@@ -45,6 +45,9 @@ class StageConfig:
     lr: float = 1e-3
     seed: int = 0
     views: int = 2  # stage 1 rendered views per person (see SynthDataSource.prior_batch)
+    # stage 2: learning rate of the freshly initialised prompt side (cross-attention, prompt
+    # encoders) while the pretrained E_t, shared with the prompt-free path, moves at `lr`
+    prompt_lr: float | None = None
 
 
 def log_path(out: str | Path) -> Path:
@@ -121,7 +124,13 @@ def train_edit(
     student, side = _start(out, resume, lambda: copy.deepcopy(prior_net))
     # Frozen parts run in eval mode (no dropout in E_low's ASPP); trained parts have no dropout.
     student.eval()
-    opt = _optimizer(select_trainable(student, EDIT_MODULES), stage.lr)
+    params = select_trainable(student, EDIT_MODULES)
+    if stage.prompt_lr is None:
+        opt = _optimizer(params, stage.lr)
+    else:
+        shared = {id(p) for p in student.encoder.fusion.parameters()}
+        groups = [[p for p in params if id(p) in shared], [p for p in params if id(p) not in shared]]
+        opt = torch.optim.Adam([{"params": groups[0], "lr": stage.lr}, {"params": groups[1], "lr": stage.prompt_lr}], betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(stage.seed)
     state = restore(side, opt, gen) if side else TrainState("edit")
     info = {"stage_config": asdict(stage), "weights": asdict(weights), "lpips": perceptual is not None, "prior": str(prior_ckpt), **(meta or {})}
