@@ -48,7 +48,7 @@ def _edit(args: argparse.Namespace) -> int:
     text = TextFeatureCache(read_meta(args.prior).text_backend)
     source = SynthDataSource(args.data, cfg.ref_resolution, text=text, styles=args.styles, image_prompt_prob=args.image_prompt_prob)
     _, state = train_edit(
-        source, args.prior, args.out, _loop(args), StageConfig(args.batch, args.lr, args.seed),
+        source, args.prior, args.out, _loop(args), StageConfig(args.batch, args.lr, args.seed, prompt_lr=args.prompt_lr),
         resume=args.resume, perceptual=load_lpips(args.lpips),
     )  # fmt: skip
     print(f"edit: step {state.step}, {state.elapsed_s / 60:.1f} min trained -> {args.out}")
@@ -117,7 +117,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--styles", nargs="+", help="train on these styles only")
     p.add_argument("--image-prompt-prob", type=float, default=0.4)
-    p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument("--lr", type=float, default=6e-4, help="learning rate (of E_t when --prompt-lr is given)")
+    p.add_argument("--prompt-lr", type=float, help="own learning rate for the freshly initialised prompt side (cross-attention, prompt encoders)")
     _common(p)
     p.set_defaults(func=_edit)
 
