@@ -99,8 +99,9 @@ class EncodeStage(_TorchStage):
 class FuseStage(_TorchStage):
     """Features + prompt → triplane (cross-attention, E_t) → motion-adaptive smoothing: `work.planes`.
 
-    A stage of its own so the model's work splits into three similar parts (on one CPU thread:
-    encode 14, fuse 14, render 17 ms) that run at the same time on different frames. The prompt
+    A stage of its own so the model's work splits into three similar parts (CPU per frame in the
+    engine, compiled, 640x480: encode 12, fuse 15, render 15 ms) that run at the same time on
+    different frames. The prompt
     embedding is recomputed only when `ControlState.prompt_version` changes."""
 
     def __init__(self, editor, smoother=None, cpu_threads: int | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -119,7 +120,7 @@ class SynthDataSource:
             same = self._same_person[int(self.person[i])]
             other.append(same[int(torch.randint(len(same), (1,), generator=generator))])
         chosen = torch.tensor(other)[:, None] if views == 1 else torch.stack([idx, torch.tensor(other)], dim=1)
-        batch_ = PriorBatch(
+        plain = PriorBatch(
             image=self.image[idx],
             label=self.label[idx],
             view_labels=self.label[chosen],
@@ -128,19 +129,18 @@ class SynthDataSource:
             view_masks=self.mask[chosen],
         )
         if self.prior_styled_prob == 0:  # no extra random draws: the plain stream stays as it was
-            return batch_
+            return plain
         styled = torch.rand(batch, generator=generator) < self.prior_styled_prob
 
-        def pick(plain: Tensor, edited: Tensor) -> Tensor:
-            return torch.where(styled.reshape(-1, *[1] * (plain.ndim - 1)), edited, plain)
+        def pick(unedited: Tensor, edited: Tensor) -> Tensor:
+            return torch.where(styled.reshape(-1, *[1] * (unedited.ndim - 1)), edited, unedited)
 
-        return PriorBatch(
-            image=pick(batch_.image, self.edited[idx]),
-            label=batch_.label,
-            view_labels=batch_.view_labels,
-            view_images=pick(batch_.view_images, self.edited[chosen]),
-            view_depths=pick(batch_.view_depths, self.edited_depth[chosen]),
-            view_masks=pick(batch_.view_masks, self.edited_mask[chosen]),
+        return replace(
+            plain,
+            image=pick(plain.image, self.edited[idx]),
+            view_images=pick(plain.view_images, self.edited[chosen]),
+            view_depths=pick(plain.view_depths, self.edited_depth[chosen]),
+            view_masks=pick(plain.view_masks, self.edited_mask[chosen]),
         )
 
     def prompt(self, style: str, kind: str, generator: torch.Generator) -> Prompt:

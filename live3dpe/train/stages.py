@@ -66,7 +66,8 @@ def _start(out: Path, resume: bool, build) -> tuple[nn.Module, dict | None]:
     return build(), None
 
 
-def _optimizer(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+def _optimizer(params: list[nn.Parameter] | list[dict], lr: float) -> torch.optim.Optimizer:
+    """Adam over parameters or parameter groups (a group's own "lr" overrides `lr`)."""
     return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
 
 
@@ -127,12 +128,13 @@ def train_edit(
     # Frozen parts run in eval mode (no dropout in E_low's ASPP); trained parts have no dropout.
     student.eval()
     params = select_trainable(student, EDIT_MODULES)
-    if stage.prompt_lr is None:
-        opt = _optimizer(params, stage.lr)
-    else:
+    if stage.prompt_lr is not None:
         shared = {id(p) for p in student.encoder.fusion.parameters()}
-        groups = [[p for p in params if id(p) in shared], [p for p in params if id(p) not in shared]]
-        opt = torch.optim.Adam([{"params": groups[0], "lr": stage.lr}, {"params": groups[1], "lr": stage.prompt_lr}], betas=(0.9, 0.99))
+        params = [
+            {"params": [p for p in params if id(p) in shared]},
+            {"params": [p for p in params if id(p) not in shared], "lr": stage.prompt_lr},
+        ]
+    opt = _optimizer(params, stage.lr)
     gen = torch.Generator().manual_seed(stage.seed)
     state = restore(side, opt, gen) if side else TrainState("edit")
     info = {"stage_config": asdict(stage), "weights": asdict(weights), "lpips": perceptual is not None, "prior": str(prior_ckpt), **(meta or {})}
