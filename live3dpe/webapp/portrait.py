@@ -10,12 +10,16 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from live3dpe.model.cameras import Camera, orbit_path
 from live3dpe.model.types import Planes
+
+if TYPE_CHECKING:
+    from live3dpe.pose.estimator import FaceObservation
 
 MAX_IMAGE_SIDE = 4096
 MIN_IMAGE_SIDE = 64
@@ -33,6 +37,7 @@ class EditResult:
     edited: np.ndarray  # edited face seen from the input camera, SxSx3 uint8
     planes: Planes
     camera: Camera  # the input photo's camera
+    observation: FaceObservation  # where the face is in the photo (for pasting back)
 
 
 def check_image(image: np.ndarray | None, what: str = "portrait") -> np.ndarray:
@@ -67,8 +72,9 @@ class PortraitService:
             self._estimator = FacePoseEstimator(max_faces=1, static_image=True)
         return self._estimator
 
-    def align(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Camera]:
-        """The aligned face for display, the same crop at the editor's input size, and the photo's camera."""
+    def align(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Camera, FaceObservation]:
+        """The aligned face for display, the same crop at the editor's input size, the photo's camera
+        and the face observation."""
         from live3dpe.pose.align import scale_affine, warp_crop
 
         image = check_image(image)
@@ -78,7 +84,7 @@ class PortraitService:
         r = self.editor.input_resolution
         model_crop = warp_crop(image, scale_affine(obs.crop_affine, r / obs.crop_size), r)
         camera = Camera(torch.as_tensor(np.asarray(obs.camera, dtype=np.float32)).reshape(1, 25))
-        return warp_crop(image, obs.crop_affine, obs.crop_size), model_crop, camera
+        return warp_crop(image, obs.crop_affine, obs.crop_size), model_crop, camera, obs
 
     def prompt(self, text: str | None = None, image: np.ndarray | None = None):
         """The prompt embedding, or None (reconstruction only) when neither is given."""
@@ -91,10 +97,10 @@ class PortraitService:
 
     @torch.inference_mode()
     def edit(self, image: np.ndarray, text: str | None = None, reference: np.ndarray | None = None) -> EditResult:
-        shown, crop, camera = self.align(image)
+        shown, crop, camera, obs = self.align(image)
         ed = self.editor
         planes = ed.encode(ed.preprocess(crop), self.prompt(text, reference))
-        return EditResult(shown, self._render(planes, camera), planes, camera)
+        return EditResult(shown, self._render(planes, camera), planes, camera, obs)
 
     def _render(self, planes: Planes, camera: Camera) -> np.ndarray:
         out = self.editor.render(planes, camera.to(planes.tensor.device), deterministic=True)
