@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import re
-from fractions import Fraction
 from pathlib import Path
 
 from .control import MODES, Control, ViewSpec
@@ -174,27 +172,24 @@ def cmd_process(args) -> int:
 def cmd_edit(args) -> int:
     import cv2
     import numpy as np
-    import torch
 
-    from live3dpe.model.cameras import Camera, orbit_path
     from live3dpe.pose import FacePoseEstimator
-    from live3dpe.pose.align import paste_back, scale_affine, warp_crop
+    from live3dpe.pose.align import paste_back
+    from live3dpe.webapp.portrait import NoFaceError, PortraitService
 
-    from .frame import Frame
-    from .mesh import extract_mesh, write_ply
     from .sources import read_image
-    from .videofile import VideoFileSink
 
     try:
         yaws = [float(v) for v in args.views.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"--views must be comma-separated degrees, got {args.views!r}") from None
     image = read_image(args.portrait)
-    obs = FacePoseEstimator(max_faces=1, crop_size=512, static_image=True)(image)
-    if obs is None:
-        raise ValueError(f"no face found in {args.portrait}")
     control = _control(args).get()
-    editor = load_editor(args)
+    service = PortraitService(load_editor(args), FacePoseEstimator(max_faces=1, crop_size=512, static_image=True))
+    try:
+        result = service.edit(image, control.prompt_text, control.prompt_image)
+    except NoFaceError:
+        raise ValueError(f"no face found in {args.portrait}") from None
     args.out.mkdir(parents=True, exist_ok=True)
 
     def save(name: str, rgb: np.ndarray) -> None:
@@ -203,27 +198,15 @@ def cmd_edit(args) -> int:
             raise RuntimeError(f"cannot write {tmp}")
         tmp.replace(args.out / name)
 
-    save("crop.png", warp_crop(image, obs.crop_affine, 512))
-    r = editor.input_resolution
-    crop = warp_crop(image, scale_affine(obs.crop_affine, r / obs.crop_size), r)
-    has_prompt = control.prompt_text or control.prompt_image is not None
-    prompt = editor.encode_prompt(text=control.prompt_text, image=control.prompt_image) if has_prompt else None
-    with torch.inference_mode():
-        planes = editor.encode(editor.preprocess(crop), prompt)
-        label = torch.as_tensor(np.asarray(obs.camera, np.float32)).reshape(1, 25)
-        edited = editor.postprocess(editor.render(planes, Camera(label), deterministic=True).image)[0]
-        save("edited.png", edited)
-        save("edited_in_photo.png", paste_back(image, edited, obs.crop_affine, crop_size=obs.crop_size))
-        for yaw in yaws:
-            cam = Camera.from_yaw_pitch(math.radians(yaw), 0.0)
-            save(f"view_yaw{yaw:+g}.png", editor.postprocess(editor.render(planes, cam, deterministic=True).image)[0])
-        with VideoFileSink(args.out / "orbit.mp4", fps=30) as sink:
-            for i, lab in enumerate(orbit_path(args.orbit_frames)):
-                img = editor.postprocess(editor.render(planes, Camera(lab[None]), deterministic=True).image)[0]
-                sink.send(Frame(img, i, Fraction(1, 30)))
-        if args.mesh:
-            verts, faces, colours = extract_mesh(editor.net.renderer, planes.tensor, args.mesh_resolution)
-            write_ply(args.out / "mesh.ply", verts, faces, colours)
+    obs = result.observation
+    save("crop.png", result.crop)
+    save("edited.png", result.edited)
+    save("edited_in_photo.png", paste_back(image, result.edited, obs.crop_affine, crop_size=obs.crop_size))
+    for yaw in yaws:
+        save(f"view_yaw{yaw:+g}.png", service.view(result.planes, yaw, 0.0))
+    service.orbit_video(result.planes, args.out / "orbit.mp4", frames=args.orbit_frames, fps=30.0)
+    if args.mesh:
+        service.mesh(result.planes, args.out / "mesh.ply", args.mesh_resolution)
     log.info("wrote %s", ", ".join(sorted(p.name for p in args.out.iterdir() if not p.name.startswith("."))))
     return 0
 
