@@ -14,7 +14,9 @@ went out, so the page knows when a change has reached the video. Bad messages ge
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import math
 from typing import Any
 
 import cv2
@@ -34,14 +36,26 @@ class ProtocolError(ValueError):
     """A message the server cannot act on; the text is sent back to the page."""
 
 
-def parse_message(raw: str | bytes) -> dict[str, Any]:
-    """Decode one data-channel message into a dict with a known `type`."""
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message too large ({len(raw)} bytes, limit {MAX_MESSAGE_BYTES})")
+def _refuse_constant(name: str) -> None:
+    raise ProtocolError(f"message is not valid JSON: {name} is not a number JSON allows")
+
+
+def load_json(raw: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
+    """Parse untrusted JSON: bounded size, no NaN/Infinity, and deep nesting is a ProtocolError
+    (Python's parser would raise RecursionError, which callers do not expect from bad input)."""
+    if len(raw) > max_bytes:
+        raise ProtocolError(f"message too large ({len(raw)} bytes, limit {max_bytes})")
     try:
-        msg = json.loads(raw)
+        return json.loads(raw, parse_constant=_refuse_constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ProtocolError(f"message is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ProtocolError("message is not valid JSON: nested too deeply") from None
+
+
+def parse_message(raw: str | bytes) -> dict[str, Any]:
+    """Decode one data-channel message into a dict with a known `type`."""
+    msg = load_json(raw)
     if not isinstance(msg, dict) or msg.get("type") not in ("control", "ping"):
         raise ProtocolError("message must be a JSON object with type 'control' or 'ping'")
     return msg
@@ -54,7 +68,7 @@ def control_changes(msg: dict[str, Any]) -> dict[str, Any]:
         raise ProtocolError(f"unknown control fields {sorted(unknown)}; allowed: {', '.join(CONTROL_FIELDS)}")
     changes: dict[str, Any] = {}
     if "prompt" in msg:
-        changes["prompt_text"] = _prompt_text(msg["prompt"])
+        changes["prompt_text"] = clean_prompt(msg["prompt"])
         changes.setdefault("prompt_image", None)
     if "prompt_image" in msg:
         if msg["prompt_image"] is not None:
@@ -78,7 +92,8 @@ def control_changes(msg: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-def _prompt_text(value: Any) -> str | None:
+def clean_prompt(value: Any) -> str | None:
+    """A text prompt stripped and within `MAX_PROMPT_CHARS` (what the page allows); blank -> None."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -92,8 +107,9 @@ def _prompt_text(value: Any) -> str | None:
 def _view(value: Any) -> ViewSpec:
     """`"frontal"`, `"orbit"`, `"yaw=20,pitch=-5"` or `{"yaw": 20, "pitch": -5}` (degrees)."""
     if isinstance(value, dict):
-        if set(value) - {"yaw", "pitch"} or not all(isinstance(v, (int, float)) for v in value.values()):
-            raise ProtocolError(f"view object takes numeric 'yaw' and 'pitch' (degrees), got {value!r}")
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value.values())
+        if set(value) - {"yaw", "pitch"} or not numeric:
+            raise ProtocolError(f"view object takes finite numeric 'yaw' and 'pitch' (degrees), got {value!r}")
         yaw, pitch = float(value.get("yaw", 0.0)), float(value.get("pitch", 0.0))
         if abs(yaw) > 90 or abs(pitch) > 60:
             raise ProtocolError(f"view out of range: yaw must be within ±90°, pitch within ±60°, got {yaw}, {pitch}")
@@ -112,9 +128,14 @@ def decode_data_url(url: Any) -> np.ndarray:
         raise ProtocolError("prompt_image must be a data:image/...;base64 URL")
     try:
         data = base64.b64decode(url.split(",", 1)[1], validate=True)
-    except ValueError:
+    except (ValueError, binascii.Error):
         raise ProtocolError("prompt_image is not valid base64") from None
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if not data:
+        raise ProtocolError("prompt_image is empty")
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        bgr = None
     if bgr is None:
         raise ProtocolError("prompt_image could not be decoded as an image")
     if bgr.shape[0] * bgr.shape[1] > MAX_PROMPT_IMAGE_PIXELS:

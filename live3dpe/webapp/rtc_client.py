@@ -15,11 +15,14 @@ from collections.abc import Callable
 import aiohttp
 import av
 import numpy as np
+import yarl
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from live3dpe.stream.engine import Source
 from live3dpe.stream.frame import EndOfStream
+
+from .server import LOOPBACK_NAMES, bind_ice_to_loopback
 
 
 class SourceTrack(VideoStreamTrack):
@@ -46,11 +49,15 @@ class SourceTrack(VideoStreamTrack):
 class LoopbackClient:
     """Connects to a server at `url`, streams `source`, collects edited frames and messages.
 
-    Use as `async with LoopbackClient(url, source) as client:`.
+    Use as `async with LoopbackClient(url, source) as client:`. `bind_loopback`: gather ICE
+    candidates on 127.0.0.1 only (default: when `url` names a loopback host); False gathers
+    on the network interfaces, as a browser does.
     """
 
-    def __init__(self, url: str, source: Source) -> None:
+    def __init__(self, url: str, source: Source, bind_loopback: bool | None = None) -> None:
         self.url = url.rstrip("/")
+        host = yarl.URL(self.url).host
+        self.bind_loopback = host in LOOPBACK_NAMES if bind_loopback is None else bind_loopback
         self.track = SourceTrack(source)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.latest: np.ndarray | None = None
@@ -65,6 +72,8 @@ class LoopbackClient:
         self.channel = self.pc.createDataChannel("control")
         self.channel.on("message", lambda raw: asyncio.ensure_future(self._on_message(raw)))
         self.pc.addTrack(self.track)
+        if self.bind_loopback:
+            bind_ice_to_loopback(self.pc)
 
         @self.pc.on("track")
         def on_track(track) -> None:
@@ -154,8 +163,13 @@ class LoopbackClient:
 
     async def control_error(self, timeout: float = 10.0, **changes) -> str:
         """Send a control message the server should refuse; returns its error text."""
+        return await self.raw_error(json.dumps({"type": "control", **changes}), timeout)
+
+    async def raw_error(self, raw: str, timeout: float = 10.0) -> str:
+        """Send `raw` as it is (malformed messages included); returns the server's error text."""
+        await self.wait_for(lambda: self.channel.readyState == "open", timeout, "the data channel")
         n = len(self.errors)
-        self._send({"type": "control", **changes})
+        self.channel.send(raw)
         return await self.wait_for(lambda: len(self.errors) > n and self.errors[-1], timeout, "an error")
 
     async def wait_stats(self, predicate: Callable[[dict], bool], timeout: float = 30.0) -> dict:

@@ -6,10 +6,21 @@ own `Stats` pushed back to the page. The incoming track is read directly by the 
 source: no MediaRelay, so nothing buffers frames without bound. Signalling is one POST
 of a complete offer (aiortc does not trickle ICE); no STUN/TURN server is configured, so
 only host candidates are used, which is right for localhost and a LAN.
+
+Hardening, because any web page the user visits can talk to a server on localhost:
+`/offer` only accepts `Content-Type: application/json` (a cross-site page cannot send that
+without a CORS preflight, which this server never grants), refuses an `Origin` other than
+its own or `allowed_origins`, and, on a loopback socket, a `Host` that is not a loopback
+name (DNS rebinding). A peer that has not connected within `connect_timeout_s` is dropped,
+so offers that never complete ICE cannot hold the peer slots. Request bodies and
+data-channel messages are size- and depth-bounded JSON; a bad message gets an error reply
+and never ends the session. When the offer arrives on a loopback socket the media (UDP)
+sockets are bound to 127.0.0.1 too, so nothing listens on the network.
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import ssl
@@ -33,6 +44,8 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_OFFER_BYTES = 64 * 1024
+CONNECT_TIMEOUT_S = 15.0  # offer answered -> media flowing; a real client needs about a second
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 StageFactory = Callable[[], Sequence[Stage]]
 
 
@@ -49,6 +62,7 @@ class PeerSession:
         self.applied_version: int | None = None
         self._make_stages = make_stages
         self._stats_task: asyncio.Task | None = None
+        self.watchdog: asyncio.Task | None = None  # drops the peer if it never connects
         self._closed = False
 
     def attach_video(self, track: MediaStreamTrack) -> None:
@@ -87,6 +101,10 @@ class PeerSession:
         except (protocol.ProtocolError, ValueError) as err:
             self._send(protocol.error_message(err))
             return
+        except Exception as err:  # a bug must not tear the peer down: report it and keep streaming
+            log.exception("peer %s: message handling failed", self.id)
+            self._send(protocol.error_message(RuntimeError(f"server could not apply the message ({type(err).__name__})")))
+            return
         log.info("peer %s: control v%d %s", self.id, state.version, sorted(k for k in msg if k != "type"))
         self._send(protocol.state_message(state))
 
@@ -103,8 +121,9 @@ class PeerSession:
         if self._closed:
             return
         self._closed = True
-        if self._stats_task is not None:
-            self._stats_task.cancel()
+        for task in (self._stats_task, self.watchdog):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         if self.engine is None:
             await self.pc.close()
             return
@@ -118,12 +137,26 @@ class PeerSession:
 class WebRTCServer:
     """The aiohttp application and the set of live peer sessions (at most `max_peers`)."""
 
-    def __init__(self, make_stages: StageFactory, max_peers: int = 2, initial_control: dict | None = None) -> None:
+    def __init__(
+        self,
+        make_stages: StageFactory,
+        max_peers: int = 2,
+        initial_control: dict | None = None,
+        *,
+        allowed_origins: Sequence[str] = (),
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
         if max_peers < 1:
             raise ValueError(f"max_peers must be at least 1, got {max_peers}")
+        if not connect_timeout_s > 0:
+            raise ValueError(f"connect_timeout_s must be positive, got {connect_timeout_s}")
         self.make_stages = make_stages
         self.max_peers = max_peers
-        self.initial_control = initial_control or {}
+        self.initial_control = dict(initial_control or {})
+        if "prompt_text" in self.initial_control:
+            self.initial_control["prompt_text"] = protocol.clean_prompt(self.initial_control["prompt_text"])
+        self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
+        self.connect_timeout_s = connect_timeout_s
         self.sessions: dict[str, PeerSession] = {}
         self.app = web.Application(client_max_size=MAX_OFFER_BYTES)
         self.app.add_routes(
@@ -142,11 +175,26 @@ class WebRTCServer:
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"peers": len(self.sessions), "max_peers": self.max_peers})
 
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """Why a request to /offer must not be served (cross-site, rebound DNS name, not JSON), or None."""
+        if _on_loopback(request) and request.url.host not in LOOPBACK_NAMES:
+            return _error(403, f"host {request.host!r} is not this machine's loopback name; open the page as http://127.0.0.1 or http://localhost")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") not in self.allowed_origins | {f"{request.scheme}://{request.host}"}:
+            return _error(403, f"cross-site request from origin {origin!r} refused")
+        if request.content_length is not None and request.content_length > MAX_OFFER_BYTES:
+            return _error(413, f"offer larger than {MAX_OFFER_BYTES} bytes")
+        if request.content_type != "application/json":
+            return _error(400, f"request body must be JSON {{sdp, type}} sent as Content-Type: application/json, got {request.content_type!r}")
+        return None
+
     async def _offer(self, request: web.Request) -> web.Response:
+        if (refused := self._refusal(request)) is not None:
+            return refused
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "request body must be JSON {sdp, type}")
+            body = protocol.load_json(await request.read(), MAX_OFFER_BYTES)
+        except protocol.ProtocolError as err:
+            return _error(400, f"request body must be JSON {{sdp, type}}: {err}")
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"offer larger than {MAX_OFFER_BYTES} bytes")
         if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
@@ -177,12 +225,22 @@ class WebRTCServer:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="offer"))
             if session.engine is None:
                 raise ValueError("offer has no video track to edit")
+            if _on_loopback(request):
+                bind_ice_to_loopback(pc)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as err:  # malformed SDP surfaces as assorted exception types
             await self._drop(session)
             return _error(400, f"bad offer: {err}")
-        log.info("peer %s connected (%d/%d)", session.id, len(self.sessions), self.max_peers)
+        session.watchdog = asyncio.ensure_future(self._expire_unconnected(session))
+        log.info("peer %s answered (%d/%d)", session.id, len(self.sessions), self.max_peers)
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+
+    async def _expire_unconnected(self, session: PeerSession) -> None:
+        """Free the slot of a peer that has not connected in time (ICE stuck in new/checking)."""
+        await asyncio.sleep(self.connect_timeout_s)
+        if session.pc.connectionState != "connected" and session.id in self.sessions:
+            log.warning("peer %s did not connect within %g s (%s); dropping it", session.id, self.connect_timeout_s, session.pc.connectionState)
+            await self._drop(session)
 
     async def _drop(self, session: PeerSession) -> None:
         if self.sessions.pop(session.id, None) is not None:
@@ -195,6 +253,38 @@ class WebRTCServer:
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def _on_loopback(request: web.Request) -> bool:
+    """Whether the request came in on a loopback socket (the server is then reachable only from this machine)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    try:
+        return sockname is not None and ipaddress.ip_address(sockname[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_ice_to_loopback(pc: RTCPeerConnection) -> None:
+    """Gather ICE host candidates on 127.0.0.1 only, so the media sockets are not reachable from the network.
+
+    aioice always gathers every non-loopback interface address and aiortc has no option to choose
+    (aiortc/aioice issue #2), so each of `pc`'s gatherers gets its own gathering step. Call after
+    setRemoteDescription (which creates the transports) and before setLocalDescription (which gathers)."""
+    transports = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    for dtls in transports:
+        connection = dtls.transport.iceGatherer._connection
+
+        async def gather(connection=connection) -> None:
+            if connection._local_candidates_start:
+                return
+            connection._local_candidates_start = True
+            for component in sorted(connection._components):
+                connection._local_candidates += await connection.get_component_candidates(component=component, addresses=["127.0.0.1"])
+            connection._local_candidates_end = True
+
+        connection.gather_candidates = gather
 
 
 def ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:

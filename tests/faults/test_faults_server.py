@@ -1,0 +1,202 @@
+"""Fault injection against `live3dpe serve`: hostile requests, hostile data-channel messages, stuck ICE.
+
+Everything runs on loopback with a stand-in stage (inverted colours), so only the server's
+own behaviour is under test: a clear refusal, a slot that is freed, a peer that survives.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+
+import aiohttp
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from live3dpe.stream.engine import Stage, Work
+from live3dpe.stream.synthetic import SyntheticFaceSource
+from live3dpe.webapp import protocol
+from live3dpe.webapp.rtc_client import LoopbackClient, SourceTrack
+from live3dpe.webapp.server import WebRTCServer, running_app
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _invert(work: Work) -> None:
+    work.output = 255 - work.frame.image
+
+
+def _server(**kwargs) -> WebRTCServer:
+    return WebRTCServer(lambda: [Stage("invert", _invert)], **kwargs)
+
+
+def _faces() -> SyntheticFaceSource:
+    return SyntheticFaceSource(160, 120, fps=15)
+
+
+async def _stuck_offer() -> str:
+    """A real offer SDP with its ICE candidates and end-of-candidates removed: it can never connect."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(SourceTrack(_faces()))
+    pc.createDataChannel("control")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return "".join(line + "\r\n" for line in sdp.splitlines() if not line.startswith(("a=candidate", "a=end-of-candidates")))
+
+
+async def _post(http: aiohttp.ClientSession, url: str, body: str, **headers) -> tuple[int, dict]:
+    async with http.post(f"{url}/offer", data=body, headers=headers) as r:
+        return r.status, await r.json()
+
+
+def test_cross_site_text_plain_offers_cannot_lock_the_peer_slots():
+    """Defect 1: a page on another origin posted text/plain offers that held every slot for minutes."""
+
+    async def scenario():
+        server = _server(max_peers=2)
+        offer = json.dumps({"sdp": await _stuck_offer(), "type": "offer"})
+        async with running_app(server.app) as url, aiohttp.ClientSession() as http:
+            status, body = await _post(http, url, offer, Origin="http://evil.example", **{"Content-Type": "text/plain"})
+            assert status == 403 and "evil.example" in body["error"]
+            status, body = await _post(http, url, offer, Origin="http://evil.example", **{"Content-Type": "application/json"})
+            assert status == 403 and "cross-site" in body["error"]
+            status, body = await _post(http, url, offer, **{"Content-Type": "text/plain"})
+            assert status == 400 and "application/json" in body["error"]
+            status, body = await _post(http, url, offer, Origin="null", **{"Content-Type": "application/json"})
+            assert status == 403
+            assert not server.sessions
+            # the page's own origin is fine
+            status, _ = await _post(http, url, offer, Origin=url, **{"Content-Type": "application/json"})
+            assert status == 200 and len(server.sessions) == 1
+
+    asyncio.run(scenario())
+
+
+def test_allowed_origins_are_accepted():
+    async def scenario():
+        server = _server(allowed_origins=["https://demo.example"])
+        offer = json.dumps({"sdp": await _stuck_offer(), "type": "offer"})
+        async with running_app(server.app) as url, aiohttp.ClientSession() as http:
+            status, _ = await _post(http, url, offer, Origin="https://demo.example", **{"Content-Type": "application/json"})
+            assert status == 200
+
+    asyncio.run(scenario())
+
+
+def test_dns_rebinding_host_is_refused_on_loopback():
+    async def scenario():
+        server = _server()
+        offer = json.dumps({"sdp": await _stuck_offer(), "type": "offer"})
+        async with running_app(server.app) as url, aiohttp.ClientSession() as http:
+            port = url.rsplit(":", 1)[1]
+            status, body = await _post(http, url, offer, Host=f"evil.example:{port}", Origin=f"http://evil.example:{port}",
+                                       **{"Content-Type": "application/json"})  # fmt: skip
+            assert status == 403 and "loopback" in body["error"]
+            status, _ = await _post(http, url, offer, Host=f"localhost:{port}", **{"Content-Type": "application/json"})
+            assert status == 200
+
+    asyncio.run(scenario())
+
+
+def test_stuck_ice_sessions_are_dropped_and_free_their_slot():
+    """Defect 1: an offer without candidates (or a client that never connects) held a slot for 65 s to 13+ min."""
+
+    async def scenario():
+        server = _server(max_peers=2, connect_timeout_s=1.0)
+        offer = json.dumps({"sdp": await _stuck_offer(), "type": "offer"})
+        async with running_app(server.app) as url, aiohttp.ClientSession() as http:
+            for _ in range(2):
+                assert (await _post(http, url, offer, **{"Content-Type": "application/json"}))[0] == 200
+            status, body = await _post(http, url, offer, **{"Content-Type": "application/json"})
+            assert status == 503 and "full" in body["error"]
+            for _ in range(60):  # bounded: 6 s for a 1 s timeout
+                if not server.sessions:
+                    break
+                await asyncio.sleep(0.1)
+            assert not server.sessions
+            # the slots are usable again by a real client
+            async with LoopbackClient(url, _faces()) as client:
+                await client.next_frame(skip=1)
+                await asyncio.sleep(1.5)  # past the timeout: a connected peer is kept
+                assert len(server.sessions) == 1
+
+    asyncio.run(scenario())
+
+
+def test_connect_timeout_must_be_positive():
+    with pytest.raises(ValueError, match="connect_timeout_s"):
+        _server(connect_timeout_s=0)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("[" * 20_000 + "]" * 20_000, "nested too deeply"),
+        ('{"sdp": NaN, "type": "offer"}', "NaN"),
+        ("{" * 10, "not valid JSON"),
+    ],
+    ids=["deep-nesting", "nan", "truncated"],
+)
+def test_hostile_offer_json_is_a_400_not_a_500(body, needle):
+    """Defect 7: deeply nested JSON to /offer was a 500 with RecursionError."""
+
+    async def scenario():
+        server = _server()
+        async with running_app(server.app) as url, aiohttp.ClientSession() as http:
+            status, reply = await _post(http, url, body, **{"Content-Type": "application/json"})
+            assert status == 400 and needle in reply["error"]
+            assert not server.sessions
+
+    asyncio.run(scenario())
+
+
+def test_bad_data_channel_messages_get_an_error_and_the_peer_stays_alive():
+    """Defect 7: deep nesting or an empty data-URL over the data channel tore the peer down; NaN view was accepted."""
+
+    async def scenario():
+        server = _server()
+        async with running_app(server.app) as url, LoopbackClient(url, _faces()) as client:
+            await client.next_frame(skip=1)
+            hostile = {
+                '{"type": "control", "view": ' + "[" * 20_000 + "]" * 20_000 + "}": "nested too deeply",
+                '{"type": "control", "view": {"yaw": NaN}}': "NaN",
+                '{"type": "control", "view": {"yaw": 1e999}}': "finite",
+                '{"type": "control", "view": {"yaw": true}}': "finite numeric",
+                json.dumps({"type": "control", "prompt_image": "data:image/png;base64,"}): "empty",
+                json.dumps({"type": "control", "prompt_image": "data:image/png;base64,!!!"}): "base64",
+                json.dumps({"type": "control", "prompt": "x" * (protocol.MAX_PROMPT_CHARS + 1)}): "too long",
+                "\xff not json": "not valid JSON",
+            }
+            for raw, needle in hostile.items():
+                assert needle in await client.raw_error(raw)
+            state = await client.control(prompt="still here", view={"yaw": 10, "pitch": 0})
+            assert state["prompt"] == "still here" and state["view"] == "yaw=10,pitch=0"
+            n = client.n_received
+            await client.next_frame(skip=3)
+            assert client.n_received > n and len(server.sessions) == 1
+
+    asyncio.run(scenario())
+
+
+def test_initial_prompt_over_the_limit_is_refused():
+    """Defect 9: the 300-character prompt limit was only enforced by the page."""
+    with pytest.raises(ValueError, match="too long"):
+        WebRTCServer(lambda: [], initial_control={"prompt_text": "x" * (protocol.MAX_PROMPT_CHARS + 1)})
+
+
+def test_media_sockets_bind_loopback_when_signalling_is_loopback():
+    """Defect 9: the UDP sockets bound every interface while signalling was loopback-only. A client
+    gathering on the network interfaces (as a browser does) still connects."""
+
+    async def scenario():
+        server = _server()
+        async with running_app(server.app) as url, LoopbackClient(url, _faces(), bind_loopback=False) as client:
+            await client.next_frame(skip=1)
+            (session,) = server.sessions.values()
+            gatherers = {t.receiver.transport.transport.iceGatherer for t in session.pc.getTransceivers()}
+            gatherers.add(session.pc.sctp.transport.transport.iceGatherer)
+            hosts = {c.ip for g in gatherers for c in g.getLocalCandidates()}
+            assert hosts and all(ipaddress.ip_address(h).is_loopback for h in hosts), hosts
+
+    asyncio.run(scenario())
