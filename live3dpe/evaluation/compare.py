@@ -86,12 +86,12 @@ def run_comparison(editor: Editor, cases: list[Case], learned: LearnedMetrics, t
     records = []
     for case in cases:
         runs: dict[str, Views | None] = {
-            "3dpe_image": encode_and_render(editor, case.input.image, editor.encode_prompt(image=case.reference), case.labels),
+            "3dpe_image": encode_and_render(editor, case.input.image, editor.encode_prompt(image=case.reference), case.labels, case.input_label),
         }
         if text:
-            runs["3dpe_text"] = encode_and_render(editor, case.input.image, editor.encode_prompt(text=case.phrase), case.labels)
-        runs["2d_then_3d"] = encode_and_render(editor, case.teacher_2d.image, None, case.labels)
-        runs["reconstruction"] = encode_and_render(editor, case.input.image, None, case.labels)
+            runs["3dpe_text"] = encode_and_render(editor, case.input.image, editor.encode_prompt(text=case.phrase), case.labels, case.input_label)
+        runs["2d_then_3d"] = encode_and_render(editor, case.teacher_2d.image, None, case.labels, case.input_label)
+        runs["reconstruction"] = encode_and_render(editor, case.input.image, None, case.labels, case.input_label)
         runs["ground_truth"] = None
         for method, views in runs.items():
             for yaw, row in zip(case.yaws, score_views(case, views, learned)):

@@ -48,11 +48,12 @@ def render_views(editor: Editor, planes: Planes, labels: np.ndarray) -> tuple[np
     return np.stack(images), np.stack(depths).astype(np.float32), ms
 
 
-def encode_and_render(editor: Editor, image: np.ndarray, prompt: PromptEmbedding | None, labels: np.ndarray) -> Views:
+def encode_and_render(editor: Editor, image: np.ndarray, prompt: PromptEmbedding | None, labels: np.ndarray, input_label: np.ndarray) -> Views:
     """Every method is this call: 3dpe = (input, prompt); 2d_then_3d = (2D-edited input, None) --
-    the 2D edit's own cost is not included; reconstruction = (input, None)."""
+    the 2D edit's own cost is not included; reconstruction = (input, None). input_label: the
+    camera [25] that saw `image`."""
     t0 = time.perf_counter()
-    planes = editor.encode(editor.preprocess(image), prompt)
+    planes = editor.encode(editor.preprocess(image), prompt, torch.as_tensor(input_label, dtype=torch.float32))
     encode_ms = (time.perf_counter() - t0) * 1e3
     images, depths, render_ms = render_views(editor, planes, labels)
     return Views(images, depths, encode_ms, render_ms)

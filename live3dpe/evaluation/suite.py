@@ -56,7 +56,7 @@ def run_suite(editor: Editor, cfg: SuiteConfig, learned: LearnedMetrics) -> dict
     """Run everything -> the payload `markdown` and the report read."""
     t0 = time.perf_counter()
     yaws = tuple(math.radians(y) for y in cfg.yaws_deg)
-    cases = make_cases(cfg.people, yaws, editor.input_resolution, editor.output_resolution, cfg.styles, cfg.seed, cfg.supersample)
+    cases = make_cases(cfg.people, yaws, editor.crop_resolution, editor.output_resolution, cfg.styles, cfg.seed, cfg.supersample)
     records = run_comparison(editor, cases, learned, text=cfg.text)
     sequence = run_sequence(editor, cfg.sequence_style, cfg.sequence_frames, seed=cfg.seed, supersample=cfg.supersample)
     trained = editor.meta is not None

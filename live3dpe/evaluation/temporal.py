@@ -18,7 +18,6 @@ import torch
 from live3dpe.evaluation.metrics import flow_warping_error, jitter, psnr
 from live3dpe.model.cameras import camera_yaw_pitch
 from live3dpe.model.editor import Editor
-from live3dpe.model.types import Planes
 from live3dpe.synth.expression import talking_head_sequence
 from live3dpe.synth.person import sample_person
 from live3dpe.synth.render import render
@@ -53,7 +52,7 @@ def run_sequence(editor: Editor, style: str, frames: int = 20, fps: float = 25.0
     edited = STYLES[style].apply(person)
     reference = STYLES[style].apply(sample_person(rng))
     sequence = talking_head_sequence(frames, fps, seed)
-    prompt = editor.encode_prompt(image=render(reference, sequence[0][0], editor.input_resolution, supersample=supersample).image)
+    prompt = editor.encode_prompt(image=render(reference, sequence[0][0], editor.crop_resolution, supersample=supersample).image)
     smoother = TriplaneSmoother()
     estimator, obs_filter = _pose_tracker()
     raw, smooth, truth = [], [], []
@@ -61,7 +60,7 @@ def run_sequence(editor: Editor, style: str, frames: int = 20, fps: float = 25.0
     motion = 0.0
     try:
         for k, (label, expression) in enumerate(sequence):
-            frame = render(person, label, editor.input_resolution, expression=expression, supersample=supersample).image
+            frame = render(person, label, editor.crop_resolution, expression=expression, supersample=supersample).image
             truth.append(render(edited, label, editor.output_resolution, expression=expression, supersample=supersample).image)
             if estimator is not None:
                 obs = estimator(cv2.resize(frame, (POSE_INPUT_SIZE, POSE_INPUT_SIZE), interpolation=cv2.INTER_CUBIC))
@@ -74,10 +73,10 @@ def run_sequence(editor: Editor, style: str, frames: int = 20, fps: float = 25.0
                     gt_pose.append([math.degrees(float(yaw)), math.degrees(float(pitch))])
                     est_pose.append([obs.yaw, obs.pitch])
                     filt_pose.append([filtered.yaw, filtered.pitch])
-            planes = editor.encode(editor.preprocess(frame), prompt)
             cam = torch.as_tensor(label, dtype=torch.float32)
+            planes = editor.encode(editor.preprocess(frame), prompt, cam)
             raw.append(editor.postprocess(editor.render(planes, cam).image)[0])
-            smoothed = Planes(smoother(planes.tensor, motion))
+            smoothed = planes.with_tensor(smoother(planes.tensor, motion))
             smooth.append(editor.postprocess(editor.render(smoothed, cam).image)[0])
     finally:
         if estimator is not None:

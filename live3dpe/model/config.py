@@ -65,6 +65,22 @@ class ModelConfig:
     style_dim: int = 512
     sr_channels: tuple[int, int] = (256, 128)
     render: RenderConfig = field(default_factory=RenderConfig)
+    # Appearance route (0 = off, the official design): the prompt drives a colour-transform field
+    # over the input (appearance.py) instead of the cross-attention, and the renderer re-projects
+    # the aligned input crop, taken at `guide_resolution`, onto the learned geometry (guide.py).
+    appearance_channels: int = 0
+    guide_resolution: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.appearance_channels > 0) != (self.guide_resolution > 0):
+            raise ValueError("appearance_channels and guide_resolution go together: both > 0 (appearance route) or both 0")
+        if self.guide_resolution and self.guide_resolution < self.input_resolution:
+            raise ValueError(f"guide_resolution {self.guide_resolution} is below input_resolution {self.input_resolution}")
+
+    @property
+    def appearance_route(self) -> bool:
+        """True when the prompt edits the input's appearance and rendering re-projects the input."""
+        return self.appearance_channels > 0
 
     @property
     def triplane_resolution(self) -> int:
@@ -119,7 +135,12 @@ TINY = ModelConfig(
     render=RenderConfig(neural_resolution=32, output_resolution=128, coarse_samples=12, fine_samples=12),
 )
 
-PRESETS: dict[str, ModelConfig] = {"paper": PAPER, "tiny": TINY}
+# `tiny`'s network on the appearance route: what the bundled default model uses. The triplane
+# only has to carry geometry (and colour where the input never saw the head); the person's
+# detail comes from the 256-px input crop itself.
+SMALL = dataclasses.replace(TINY, name="small", appearance_channels=32, guide_resolution=256)
+
+PRESETS: dict[str, ModelConfig] = {"paper": PAPER, "tiny": TINY, "small": SMALL}
 
 
 def get_preset(name: str) -> ModelConfig:

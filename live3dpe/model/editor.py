@@ -5,14 +5,19 @@ strict input validation (no silent resizing), prompt caching, eval + inference m
 deterministic ray sampling by default so a still face does not flicker.
 
     editor = Editor.load("default")
-    x = editor.preprocess(aligned_uint8)                  # [B, 3, R, R] in [-1, 1]
-    planes = editor.encode(x, editor.encode_prompt(text="a smiling elf"))   # Eq. 2-3
+    x = editor.preprocess(aligned_uint8)                  # [B, 3, C, C] in [-1, 1], C = crop_resolution
+    planes = editor.encode(x, editor.encode_prompt(text="a smiling elf"), camera)   # Eq. 2-3
     out = editor.render(planes, Camera.from_yaw_pitch(0.5, 0.0))
+
+On the appearance route (`small`, the bundled default) the crop is taken at the guide resolution,
+the prompt becomes a colour-transform field over it, and rendering re-projects it (guide.py); the
+`camera` that saw the crop is then needed to line the input up with the 3D head.
     frames = editor.postprocess(out.image)                # uint8 [B, S, S, 3]
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import warnings
@@ -29,10 +34,15 @@ from .config import PRESETS, ModelConfig, get_preset
 from .layers import check_image_batch
 from .prompts import PromptCache, PromptEncoder
 from .text_prompt import DEFAULT_TEXT_BACKEND, TextBackend, make_text_backend
-from .types import Features, Planes, PromptEmbedding, RenderOutput
+from .types import Features, Guide, Planes, PromptEmbedding, RenderOutput
 
 if TYPE_CHECKING:
     from .network import EditorNet
+
+
+def to_input_resolution(image: Tensor, size: int) -> Tensor:
+    """The encoders' view of a (larger) guide crop: area-averaged down to `size`."""
+    return image if image.shape[-1] == size else torch.nn.functional.interpolate(image, size=(size, size), mode="area")
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +194,7 @@ class Editor:
         if options:  # compiled graphs are guarded on the thread count: warm up with the callers' one
             torch.set_num_threads(threads)
         try:
-            r = self.input_resolution
+            r = self.crop_resolution
             crop = np.full((r, r, 3), 128, np.uint8)
             tokens = torch.zeros(1, 2, self.config.ref_dim, device=self.device)
             planes = self.encode(self.preprocess(crop), PromptEmbedding(tokens, "text", "warm-up"))
@@ -203,8 +213,27 @@ class Editor:
         return self.config.input_resolution
 
     @property
+    def crop_resolution(self) -> int:
+        """The default size of the aligned crop to hand to `preprocess` (the guide's on the appearance route)."""
+        return self.config.guide_resolution or self.config.input_resolution
+
+    def crop_resolution_for(self, preferred: int) -> int:
+        """The crop size to take when `preferred` pixels are wanted (e.g. 512 for a still): on the
+        appearance route any size from input_resolution up works and the output keeps its detail;
+        otherwise the encoders' input_resolution."""
+        return max(preferred, self.input_resolution) if self.config.appearance_route else self.input_resolution
+
+    def _check_crop_size(self, size: tuple[int, int]) -> None:
+        r = self.input_resolution
+        ok = size[0] == size[1] >= r if self.config.appearance_route else size == (r, r)
+        if not ok:
+            want = f"square, at least {r}x{r}" if self.config.appearance_route else f"{r}x{r}"
+            raise ValueError(f"image must be {want} (the aligned crop; no implicit resizing), got {size[0]}x{size[1]}")
+
+    @property
     def output_resolution(self) -> int:
-        return self.config.render.output_resolution
+        """Side of rendered images: the guide's size on the appearance route, else the SR output."""
+        return self.config.guide_resolution or self.config.render.output_resolution
 
     @property
     def weights_version(self) -> str:
@@ -229,7 +258,7 @@ class Editor:
         return self.prompts(text=text, image=image)
 
     def preprocess(self, image: np.ndarray) -> Tensor:
-        """uint8 RGB [H, W, 3] or [B, H, W, 3] at input_resolution -> [B, 3, R, R] in [-1, 1].
+        """uint8 RGB [H, W, 3] or [B, H, W, 3] at crop_resolution -> [B, 3, C, C] in [-1, 1].
 
         The image must already be the aligned crop: a wrong size is an error, never resized.
         """
@@ -238,26 +267,37 @@ class Editor:
         if image.dtype != np.uint8:
             raise TypeError(f"image must be uint8 RGB, got {image.dtype}")
         a = image[None] if image.ndim == 3 else image
-        r = self.input_resolution
         if a.ndim != 4 or a.shape[-1] != 3:
             raise ValueError(f"image must be [H, W, 3] or [B, H, W, 3] RGB, got shape {image.shape}")
-        if a.shape[1:3] != (r, r):
-            raise ValueError(f"image must be {r}x{r} (the aligned crop; no implicit resizing), got {a.shape[1]}x{a.shape[2]}")
+        self._check_crop_size(a.shape[1:3])
         x = torch.from_numpy(np.ascontiguousarray(a)).to(self.device).permute(0, 3, 1, 2)
         x = x.to(self.dtype) / 127.5 - 1.0
         return x.contiguous(memory_format=self.memory_format)
 
-    def encode_features(self, image: Tensor) -> Features:
-        """Image [B, 3, R, R] in [-1, 1] -> E_low/F and E_high features (no prompt needed)."""
-        check_image_batch(image, "image", (3,), self.input_resolution)
+    def encode_features(self, image: Tensor, camera: Camera | Tensor | None = None) -> Features:
+        """Image [B, 3, C, C] in [-1, 1] -> E_low/F and E_high features (no prompt needed).
+
+        camera: the camera that saw the crop ([B or 1, 25] or a Camera; default frontal), kept with
+        the full-resolution crop as the `Guide` on the appearance route; unused otherwise."""
+        if not isinstance(image, Tensor) or image.ndim != 4:
+            raise ValueError(f"image must be a [B, 3, H, W] tensor, got {getattr(image, 'shape', type(image).__name__)}")
+        self._check_crop_size(tuple(image.shape[-2:]))
+        check_image_batch(image, "image", (3,), image.shape[-1])
         image = image.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+        guide = None
+        if self.config.appearance_route:
+            label = self._labels(Camera.frontal() if camera is None else camera)
+            if label.shape[0] not in (1, image.shape[0]):
+                raise ValueError(f"{label.shape[0]} cameras for {image.shape[0]} images")
+            guide = Guide(image, label.expand(image.shape[0], -1))
         with self._inference():
-            out = self.net.encoder.encode_features(image)
-        return Features(out["high_feature"], out["f_feature"])
+            out = self.net.encoder.encode_features(to_input_resolution(image, self.input_resolution))
+        return Features(out["high_feature"], out["f_feature"], guide)
 
     def fuse(self, features: Features, prompt: PromptEmbedding | None = None) -> Planes:
         """Features (+ prompt) -> triplane: the prompt's cross-attention (Eq. 2) and E_t (Eq. 3).
-        No prompt = the 3D prior (Live3D)."""
+        No prompt = the 3D prior (Live3D). On the appearance route the triplane is the prior's and
+        the prompt becomes the guide's colour-transform field."""
         if not isinstance(features, Features):
             raise TypeError(f"features must be Features (from encode_features), got {type(features).__name__}")
         tokens = None
@@ -269,18 +309,25 @@ class Editor:
             if tokens.ndim != 3 or tokens.shape[-1] != self.config.ref_dim or tokens.shape[0] not in (1, batch):
                 raise ValueError(f"prompt tokens must be [1 or {batch}, N, {self.config.ref_dim}], got {tuple(tokens.shape)}")
             tokens = tokens.to(device=self.device, dtype=self.dtype)
+        feats = {"high_feature": features.high, "f_feature": features.f}
         with self._inference():
-            return Planes(self.net.encoder.fuse({"high_feature": features.high, "f_feature": features.f}, tokens))
+            if not self.config.appearance_route:
+                return Planes(self.net.encoder.fuse(feats, tokens))
+            guide = features.guide
+            if guide is None:
+                raise ValueError("these features carry no guide image: make them with this editor's encode_features")
+            if tokens is not None:
+                colour = None if prompt.colour is None else prompt.colour.to(device=self.device, dtype=self.dtype)
+                guide = dataclasses.replace(guide, edit=self.net.appearance(to_input_resolution(guide.image, self.input_resolution), tokens, colour))
+            return Planes(self.net.encoder.fuse(feats, None), guide)
 
-    def encode(self, image: Tensor, prompt: PromptEmbedding | None = None) -> Planes:
-        """Image [B, 3, R, R] in [-1, 1] (+ prompt) -> triplane: `fuse(encode_features(image), prompt)`."""
-        return self.fuse(self.encode_features(image), prompt)
+    def encode(self, image: Tensor, prompt: PromptEmbedding | None = None, camera: Camera | Tensor | None = None) -> Planes:
+        """Image [B, 3, C, C] in [-1, 1] (+ prompt) -> triplane: `fuse(encode_features(image, camera), prompt)`."""
+        return self.fuse(self.encode_features(image, camera), prompt)
 
-    def render(self, planes: Planes, camera: Camera | Tensor, deterministic: bool = True) -> RenderOutput:
-        """Render planes from camera(s) [B, 25] (or one [25]). One plane set with K cameras renders
-        K views; B plane sets with one camera render all from it."""
-        if not isinstance(planes, Planes):
-            raise TypeError(f"planes must be Planes (from encode), got {type(planes).__name__}")
+    @staticmethod
+    def _labels(camera: Camera | Tensor) -> Tensor:
+        """A Camera or [B, 25] / [25] label -> finite float32 [B, 25]."""
         label = camera.label if isinstance(camera, Camera) else camera
         if not isinstance(label, Tensor):
             raise TypeError(f"camera must be a Camera or a [B, 25] tensor, got {type(camera).__name__}")
@@ -290,11 +337,20 @@ class Editor:
             raise ValueError(f"camera label must be [B, 25] or [25], got {tuple(label.shape)}")
         if not bool(torch.isfinite(label).all()):
             raise ValueError("camera label contains NaN or Inf")
-        p = planes.tensor.to(self.device)
-        label = label.to(device=self.device, dtype=torch.float32)
+        return label.float()
+
+    def render(self, planes: Planes, camera: Camera | Tensor, deterministic: bool = True) -> RenderOutput:
+        """Render planes from camera(s) [B, 25] (or one [25]). One plane set with K cameras renders
+        K views; B plane sets with one camera render all from it."""
+        if not isinstance(planes, Planes):
+            raise TypeError(f"planes must be Planes (from encode), got {type(planes).__name__}")
+        label = self._labels(camera).to(self.device)
+        p, guide = planes.tensor.to(self.device), planes.guide
         if p.shape[0] != label.shape[0]:
             if p.shape[0] == 1:
                 p = p.expand(label.shape[0], -1, -1, -1)
+                if guide is not None:
+                    guide = Guide(*(None if t is None else t.expand(label.shape[0], *t.shape[1:]) for t in dataclasses.astuple(guide)))
             elif label.shape[0] == 1:
                 label = label.expand(p.shape[0], -1)
             else:
@@ -302,7 +358,7 @@ class Editor:
         with self._inference():
             # an inference-mode copy whatever the caller made: compiled graphs then never see
             # another kind of tensor (a recompile); 25 floats per camera
-            return self.net.renderer(p, label.clone(), deterministic=deterministic)
+            return self.net.renderer(p, label.clone(), deterministic=deterministic, guide=guide)
 
     @staticmethod
     def postprocess(image: Tensor) -> np.ndarray:
@@ -327,5 +383,5 @@ class Editor:
             prompt = self.encode_prompt(text=prompt)
         elif isinstance(prompt, np.ndarray):
             prompt = self.encode_prompt(image=prompt)
-        planes = self.encode(x, prompt)
+        planes = self.encode(x, prompt, Camera.frontal(x.shape[0]))
         return self.postprocess(self.render(planes, cameras if cameras is not None else Camera.frontal(x.shape[0])).image)

@@ -214,7 +214,8 @@ class TriplaneEncoder(nn.Module):
         self.cfg = cfg
         self.elow = ELow(cfg)
         self.ehigh = EHigh(cfg)
-        self.cross_attention = PromptCrossAttention(cfg)
+        # the appearance route edits the input image instead (appearance.py)
+        self.cross_attention = None if cfg.appearance_route else PromptCrossAttention(cfg)
         self.fusion = FusionDecoder(cfg)
 
     def encode_features(self, image: Tensor) -> dict[str, Tensor]:
@@ -237,6 +238,8 @@ class TriplaneEncoder(nn.Module):
         out: dict[str, Tensor] = {}
         edit = features["high_feature"]
         if prompt_tokens is not None:
+            if self.cross_attention is None:
+                raise ValueError(f"preset {self.cfg.name!r} takes the prompt through its appearance editor, not the triplane encoder")
             query, hw = self.cross_attention.query(edit)
             edit = self.cross_attention.attend(query, hw, prompt_tokens)
             out.update(ref_query_tokens=query, cross_attn_out=edit)

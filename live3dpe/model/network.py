@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .appearance import AppearanceEditor
 from .config import ModelConfig
 from .encoders import TriplaneEncoder
 from .image_prompt import ImagePromptEncoder
@@ -21,6 +22,8 @@ class EditorNet(nn.Module):
     `encoder`: image (+ prompt tokens) -> triplane (Eq. 2-3; no prompt = Live3D reconstruction).
     `image_prompt`: MAE ViT turning a reference image into prompt tokens.
     `renderer`: triplane + 25-d camera label -> image (EG3D decoder, volume rendering, SR).
+    `appearance` (appearance route only, `cfg.appearance_route`): prompt -> colour-transform field
+    over the input; the encoder then has no cross-attention and always runs prompt-free.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -32,6 +35,7 @@ class EditorNet(nn.Module):
         # Text prompts: back-end tokens (MiniLM, 384-d) -> ref_dim. The official model has none;
         # the importer leaves it alone. `checkpoint.build_net` resizes it for other back-ends.
         self.text_prompt = TextPromptProjection(MINILM_DIM, cfg.ref_dim)
+        self.appearance = AppearanceEditor(cfg) if cfg.appearance_route else None
 
     def forward(
         self,

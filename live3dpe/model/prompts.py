@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .appearance import reference_colour
 from .text_prompt import TextBackend
 from .types import PromptEmbedding
 
@@ -156,4 +157,4 @@ class PromptEncoder:
         x = self.net.image_prompt.preprocess(image).to(p)
         with torch.inference_mode():
             tokens = self.net.image_prompt(x)
-        return PromptEmbedding(tokens, "image", ":".join(key))
+        return PromptEmbedding(tokens, "image", ":".join(key), colour=reference_colour(x))

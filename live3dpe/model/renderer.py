@@ -13,11 +13,12 @@ from torch import Tensor, nn
 
 from live3dpe.model.cameras import generate_rays
 from live3dpe.model.config import ModelConfig, RenderConfig
+from live3dpe.model.guide import guided_image, same_camera
 from live3dpe.model.ray_sampler import importance_depths, stratified_depths
 from live3dpe.model.raymarcher import raymarch
 from live3dpe.model.superres import FoldedSuperResolution, SuperResolution
 from live3dpe.model.triplane import OSGDecoder, sample_triplane
-from live3dpe.model.types import Planes, RenderOutput
+from live3dpe.model.types import Guide, Planes, RenderOutput
 
 Field = Callable[[Tensor], tuple[Tensor, Tensor]]
 """A radiance field: world points [B, N, 3] -> colour features [B, N, C], raw sigma [B, N, 1]."""
@@ -142,8 +143,12 @@ class TriplaneRenderer(nn.Module):
         generator: torch.Generator | None = None,
         neural_resolution: int | None = None,
         return_weights: bool = False,
+        guide: Guide | None = None,
     ) -> RenderOutput:
         """planes [B, 3C, R, R], label [B, 25] -> RenderOutput (see types.RenderOutput).
+
+        guide: the input view (appearance route): the image becomes the re-projected, edited input
+        at the guide's resolution (guide.guided_image); the other outputs stay the renderer's own.
 
         deterministic: fixed strata and inverse-CDF grid, so a static input renders
         bit-identically every frame (no flicker); otherwise jittered as the official renderer,
@@ -155,18 +160,21 @@ class TriplaneRenderer(nn.Module):
         n = neural_resolution or self.cfg.render.neural_resolution
         if n < 1:
             raise ValueError(f"neural_resolution must be positive, got {n}")
-        origins, dirs = generate_rays(label.to(device=planes.device, dtype=torch.float32), n)
+        label = label.to(device=planes.device, dtype=torch.float32)
+        features, depth, weights = self._render(planes, label, n, deterministic, generator)
+        sr = self.superres_folded if self.superres_folded is not None and not self.training else self.superres
+        image = sr(features, self.const.reshape(1, -1))
+        if guide is not None:
+            input_depth = None if same_camera(label, guide.label) else self._render(planes, guide.label, n, True, None)[1]
+            image, _ = guided_image(image, depth, label, guide, input_depth)
+        return RenderOutput(image=image, image_raw=features[:, :3], depth=depth, features=features, weights=weights if return_weights else None)
+
+    def _render(self, planes: Tensor, label: Tensor, n: int, deterministic: bool, generator) -> tuple[Tensor, Tensor, Tensor]:
+        """Volume rendering of n x n rays -> feature image [B, C, n, n], depth [B, 1, n, n], weights."""
+        origins, dirs = generate_rays(label, n)
         rgb, depth, weights = render_rays(
             self.field(planes), origins, dirs, self.cfg.render,
             deterministic=deterministic, generator=generator, max_points=self.max_points_per_chunk,
         )  # fmt: skip
         B = planes.shape[0]
-        features = rgb.transpose(1, 2).reshape(B, -1, n, n)
-        sr = self.superres_folded if self.superres_folded is not None and not self.training else self.superres
-        return RenderOutput(
-            image=sr(features, self.const.reshape(1, -1)),
-            image_raw=features[:, :3],
-            depth=depth.transpose(1, 2).reshape(B, 1, n, n),
-            features=features,
-            weights=weights if return_weights else None,
-        )
+        return rgb.transpose(1, 2).reshape(B, -1, n, n), depth.transpose(1, 2).reshape(B, 1, n, n), weights

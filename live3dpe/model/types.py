@@ -1,6 +1,7 @@
 """Values that cross module boundaries (see DESIGN.md)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,11 +13,29 @@ class PromptEmbedding:
     """Prompt tokens in the space the cross-attention reads (Eq. 2): [1, N, ref_dim].
 
     `key` identifies the prompt (text or image hash plus encoder) so callers can cache.
+    `colour`: an image prompt's colour statistics [1, 6] (see appearance.reference_colour), read
+    by the appearance editor; None for text.
     """
 
     tokens: Tensor
     source: Literal["text", "image"]
     key: str
+    colour: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Guide:
+    """The input view carried into 3D (appearance route, `ModelConfig.appearance_channels > 0`).
+
+    image: the aligned input crop at full resolution [B, 3, G, G] in [-1, 1] (G >= the encoder's
+    input resolution); label: the camera that saw it [B, 25]; edit: the prompt's colour-transform
+    field in the input image's coordinates [B, 12, h, w] (see appearance.apply_colour_transform),
+    None for no edit. Rendering re-projects each visible surface point into this image.
+    """
+
+    image: Tensor
+    label: Tensor
+    edit: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -28,6 +47,7 @@ class Features:
 
     high: Tensor
     f: Tensor
+    guide: Guide | None = None
 
 
 @dataclass(frozen=True)
@@ -35,20 +55,25 @@ class Planes:
     """A triplane [B, 3 * C, R, R]; channel k belongs to plane k // C (CONVENTIONS.md §5)."""
 
     tensor: Tensor
+    guide: Guide | None = None
 
     @property
     def resolution(self) -> int:
         return self.tensor.shape[-1]
 
     def detach(self) -> Planes:
-        return Planes(self.tensor.detach())
+        return dataclasses.replace(self, tensor=self.tensor.detach())
+
+    def with_tensor(self, tensor: Tensor) -> Planes:
+        """The same planes (and guide) with a new triplane tensor, e.g. after temporal smoothing."""
+        return dataclasses.replace(self, tensor=tensor)
 
 
 @dataclass
 class RenderOutput:
     """What the renderer produces for one batch of cameras.
 
-    image: [B, 3, S, S] super-resolved, in [-1, 1] (not clamped);
+    image: [B, 3, S, S] super-resolved (or guided: re-projected input, S = guide size), in [-1, 1] (not clamped);
     image_raw: [B, 3, R, R]; depth: [B, 1, R, R] (along the ray); features: [B, C, R, R];
     weights: [B, R*R, samples - 1, 1] per-sample weights (for training and depth-band sampling).
     """

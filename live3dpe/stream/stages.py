@@ -90,10 +90,10 @@ class EncodeStage(_TorchStage):
         from live3dpe.pose.align import scale_affine, warp_crop
 
         ed = self.editor
-        r = ed.input_resolution
+        r = ed.crop_resolution
         crop = warp_crop(work.frame.image, scale_affine(obs.crop_affine, r / obs.crop_size), r)
         with self.running():
-            work.features = ed.encode_features(ed.preprocess(crop))
+            work.features = ed.encode_features(ed.preprocess(crop), observation_camera(obs))
 
 
 class FuseStage(_TorchStage):
@@ -126,15 +126,13 @@ class FuseStage(_TorchStage):
     def __call__(self, work: Work) -> None:
         if work.obs is None or work.features is None:
             return
-        from live3dpe.model.types import Planes
-
         prompt = self.prompt_for(work.control)
         with self.running():
             planes = self.editor.fuse(work.features, prompt)
             if work.extra.get("reacquired") and self.smoother is not None:
                 self.smoother.reset()
             if work.control.smoothing and self.smoother is not None:
-                planes = Planes(self.smoother(planes.tensor, work.obs.motion))
+                planes = planes.with_tensor(self.smoother(planes.tensor, work.obs.motion))
         work.planes = planes
 
 
@@ -148,7 +146,7 @@ class RenderStage(_TorchStage):
         if work.control.mode == "view":
             yaw, pitch = work.control.view.yaw_pitch(work.frame.time)
             return Camera.from_yaw_pitch(yaw, pitch)
-        return Camera(torch.as_tensor(np.asarray(work.obs.camera, dtype=np.float32)).reshape(1, 25))
+        return observation_camera(work.obs)
 
     def __call__(self, work: Work) -> None:
         if work.obs is None or work.planes is None:
@@ -179,6 +177,13 @@ class CompositeStage:
         from live3dpe.pose.align import paste_back
 
         return paste_back(work.frame.image, work.face, work.obs.crop_affine, crop_size=work.obs.crop_size)
+
+
+def observation_camera(obs):
+    """The model `Camera` of a face observation (its 25-value label)."""
+    from live3dpe.model.cameras import Camera
+
+    return Camera(torch.as_tensor(np.asarray(obs.camera, dtype=np.float32)).reshape(1, 25))
 
 
 def letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Camera augmentation for multi-view supervision (the official coach's `gen_rand_pose` role).
+"""Augmentation: cameras for multi-view supervision (the official coach's `gen_rand_pose` role),
+and a random camera response for 2D edit pairs.
 
 Novel views are drawn around the *input* view rather than around the frontal one, so a
 turned head is supervised at views that stay on the visible side. Yaw/pitch jitter is
@@ -49,3 +50,30 @@ def jitter_views(label: Tensor, jitter: CameraJitter, generator: torch.Generator
     new_fov = fov + _uniform(b, jitter.fov_deg, generator)
     c2w = cameras.yaw_pitch_cam2world(new_yaw, new_pitch, new_radius)
     return cameras.make_label(c2w, cameras.intrinsics_from_fov(new_fov)).to(label.dtype)
+
+
+def photometric_jitter(image: Tensor, target: Tensor, strength: float, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """The same random camera response on an input and its edit, [B, 3, H, W] in [-1, 1] each.
+
+    Per image: gamma, gain, white balance, saturation, contrast and a horizontal flip. The synthetic
+    world is shot by one idealised camera; real photos come from many, and an edit must not depend
+    on which (strength 0 = unchanged, 1 = the ranges below)."""
+    if strength <= 0:
+        return image, target
+    b = image.shape[0]
+
+    def factor(half_width: float, channels: int = 1) -> Tensor:
+        return 1 + strength * _uniform(b * channels, half_width, generator).reshape(b, channels, 1, 1)
+
+    gamma, gain, white, saturation, contrast = factor(0.25), factor(0.25), factor(0.1, 3), factor(0.4), factor(0.3)
+    flip = (torch.rand(b, generator=generator) < 0.5).reshape(b, 1, 1, 1)
+
+    def respond(x: Tensor) -> Tensor:
+        x = ((x + 1) / 2).clamp(0, 1) ** gamma * gain * white
+        grey = x.mean(1, keepdim=True)
+        x = grey + (x - grey) * saturation
+        mean = x.mean((1, 2, 3), keepdim=True)
+        x = ((mean + (x - mean) * contrast).clamp(0, 1)) * 2 - 1
+        return torch.where(flip, x.flip(-1), x)
+
+    return respond(image), respond(target)

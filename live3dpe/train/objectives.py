@@ -8,9 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .augment import CameraJitter, jitter_views
+from live3dpe.model.appearance import apply_colour_transform, reference_colour
+from live3dpe.model.types import Guide
+
+from .augment import CameraJitter, jitter_views, photometric_jitter
 from .batches import EditBatch, PriorBatch
 from .losses import depth_l1, image_loss, resize_like
 from .prompting import prompt_tokens
@@ -22,10 +26,14 @@ def _flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
 
 
-def render_views(net: nn.Module, planes: Tensor, labels: Tensor, generator: torch.Generator | None, deterministic: bool = False):
-    """planes [B, 3C, R, R], labels [B, V, 25] -> RenderOutput over B*V cameras."""
+def render_views(
+    net: nn.Module, planes: Tensor, labels: Tensor, generator: torch.Generator | None, deterministic: bool = False, guide: Guide | None = None
+):
+    """planes [B, 3C, R, R], labels [B, V, 25] (+ each person's input view) -> RenderOutput over B*V cameras."""
     v = labels.shape[1]
-    return net.renderer(planes.repeat_interleave(v, 0), _flat(labels), deterministic=deterministic, generator=generator)
+    if guide is not None:
+        guide = Guide(*(None if t is None else t.repeat_interleave(v, 0) for t in (guide.image, guide.label, guide.edit)))
+    return net.renderer(planes.repeat_interleave(v, 0), _flat(labels), deterministic=deterministic, generator=generator, guide=guide)
 
 
 @dataclass(frozen=True)
@@ -42,9 +50,12 @@ def prior_loss(
     net: nn.Module, batch: PriorBatch, generator: torch.Generator | None, w: PriorWeights = PriorWeights(), perceptual: nn.Module | None = None
 ) -> tuple[Tensor, dict[str, float]]:
     """Multi-view reconstruction: E(image) rendered at every view against ground truth (LPIPS on
-    the SR image when `perceptual` is given)."""
+    the SR image when `perceptual` is given). On the appearance route the image term is on the
+    re-projected input (the product's output), so its gradient shapes the geometry through the
+    projection; the raw term keeps the triplane's own colour for what the input never saw."""
     planes = net.encoder(batch.image)
-    out = render_views(net, planes, batch.view_labels, generator)
+    guide = Guide(batch.image, batch.label) if net.cfg.appearance_route else None
+    out = render_views(net, planes, batch.view_labels, generator, guide=guide)
     gt = _flat(batch.view_images)
     l_img = image_loss(out.image, resize_like(gt, out.image), w.ssim, perceptual)
     l_raw = image_loss(out.image_raw, resize_like(gt, out.image_raw), w.ssim)
@@ -134,3 +145,30 @@ def edit_loss(
         metrics["keep"] = l_keep.item()
     metrics["loss"] = loss.item()
     return loss, metrics
+
+
+@dataclass(frozen=True)
+class AppearanceWeights:
+    """Stage 2 on the appearance route: the L_2D image term (L1 + SSIM) and the jitter of the
+    camera response applied to input and target alike (the synthetic world has one camera; real
+    photos have many)."""
+
+    ssim: float = 0.2
+    photometric: float = 1.0  # strength of `photometric_jitter`, 0 = none
+
+
+def appearance_loss(
+    net: nn.Module, batch: EditBatch, generator: torch.Generator | None, w: AppearanceWeights = AppearanceWeights()
+) -> tuple[Tensor, dict[str, float]]:
+    """Eq. 4 on the appearance route: the prompt's colour-transform field applied to the input must
+    give the 2D teacher's edit. At the input view this *is* the renderer's output (every ray
+    re-projects onto its own pixel), and other views re-project the same edited pixels."""
+    image, edited = photometric_jitter(batch.image, batch.edited, w.photometric, generator)
+    prompt = batch.prompt
+    colour = reference_colour(prompt.reference) if prompt.kind == "image" else None
+    field = net.appearance(image, prompt_tokens(net, prompt), colour)
+    out = apply_colour_transform(image, F.interpolate(field, size=image.shape[-2:], mode="bilinear", align_corners=False))
+    loss = image_loss(out, edited, w.ssim)
+    with torch.no_grad():
+        unchanged = (image - edited).abs().mean()
+    return loss, {"loss": loss.item(), "l1": (out - edited).abs().mean().item(), "no_edit_l1": unchanged.item()}

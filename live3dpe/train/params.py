@@ -11,6 +11,8 @@ from torch import nn
 
 PRIOR_MODULES = ("encoder.elow", "encoder.ehigh", "encoder.fusion", "renderer")
 EDIT_MODULES = ("encoder.cross_attention", "encoder.fusion", "image_prompt", "text_prompt")
+# the appearance route's stage 2: the prompt side only; it never reads the triplane
+APPEARANCE_MODULES = ("appearance", "image_prompt", "text_prompt")
 PROMPT_ENCODERS = {"text": "text_prompt", "image": "image_prompt"}
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.InstanceNorm2d)
 

@@ -21,8 +21,8 @@ from live3dpe.model.config import ModelConfig, get_preset
 from .augment import CameraJitter
 from .batches import EditBatch, PriorBatch
 from .loop import LoopConfig, train_loop
-from .objectives import EditWeights, NetPrior, PriorWeights, edit_loss, prior_loss
-from .params import EDIT_MODULES, PRIOR_MODULES, select_trainable
+from .objectives import AppearanceWeights, EditWeights, NetPrior, PriorWeights, appearance_loss, edit_loss, prior_loss
+from .params import APPEARANCE_MODULES, EDIT_MODULES, PRIOR_MODULES, select_trainable
 from .runlog import RunLog
 from .state import TrainState, load_training, restore, side_path
 
@@ -66,6 +66,19 @@ def _start(out: Path, resume: bool, build) -> tuple[nn.Module, dict | None]:
     return build(), None
 
 
+def transfer_weights(source: str | Path, cfg: ModelConfig) -> nn.Module:
+    """A network of `cfg` that starts from every tensor of checkpoint `source` with the same name
+    and shape (e.g. a `tiny` model for its appearance-route twin `small`); the rest keeps its
+    initialisation. Logs what was not carried over."""
+    src, _ = load_checkpoint(source)
+    net = build_net(cfg)
+    own = net.state_dict()
+    carried = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(carried, strict=False)
+    log.info("initialised %d of %d tensors from %s; new: %s", len(carried), len(own), source, sorted({k.split(".")[0] for k in own if k not in carried}))
+    return net
+
+
 def _optimizer(params: list[nn.Parameter] | list[dict], lr: float) -> torch.optim.Optimizer:
     """Adam over parameters or parameter groups (a group's own "lr" overrides `lr`)."""
     return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
@@ -81,13 +94,15 @@ def train_prior(
     resume: bool = False,
     meta: dict | None = None,
     perceptual: nn.Module | None = None,
+    init: str | Path | None = None,
 ) -> tuple[nn.Module, TrainState]:
-    """Stage 1: multi-view reconstruction training of E_low, E_high, E_t, decoder and SR."""
+    """Stage 1: multi-view reconstruction training of E_low, E_high, E_t, decoder and SR.
+    init: start from this checkpoint's matching tensors (`transfer_weights`) instead of scratch."""
     out = Path(out)
     cfg = get_preset(model) if isinstance(model, str) else model
     if not resume or not side_path(out).exists():
         torch.manual_seed(stage.seed)
-    net, side = _start(out, resume, lambda: build_net(cfg))
+    net, side = _start(out, resume, lambda: build_net(cfg) if init is None else transfer_weights(init, cfg))
     net.train()
     opt = _optimizer(select_trainable(net, PRIOR_MODULES), stage.lr)
     gen = torch.Generator().manual_seed(stage.seed)
@@ -149,3 +164,50 @@ def train_edit(
     finally:
         runlog.close()
     return student, state
+
+
+def train_appearance(
+    source: EditSource,
+    init: str | Path,
+    out: str | Path,
+    loop: LoopConfig,
+    stage: StageConfig = StageConfig(lr=1e-3),
+    weights: AppearanceWeights = AppearanceWeights(),
+    resume: bool = False,
+    meta: dict | None = None,
+) -> tuple[nn.Module, TrainState]:
+    """Stage 2 on the appearance route: the prompt encoders and the appearance editor learn the 2D
+    edit at the input view (`appearance_loss`), starting from checkpoint `init` of an
+    appearance-route preset. They never read the triplane, so this stage can run beside stage 1;
+    `join_stages` then takes each stage's own parameters."""
+    out = Path(out)
+    if not resume or not side_path(out).exists():
+        torch.manual_seed(stage.seed)
+    net, side = _start(out, resume, lambda: load_checkpoint(init)[0])
+    if not net.cfg.appearance_route:
+        raise ValueError(f"{init}: preset {net.cfg.name!r} has no appearance editor; use train_edit")
+    net.eval()
+    opt = _optimizer(select_trainable(net, APPEARANCE_MODULES), stage.lr)
+    gen = torch.Generator().manual_seed(stage.seed)
+    state = restore(side, opt, gen) if side else TrainState("appearance")
+    info = {"stage_config": asdict(stage), "weights": asdict(weights), "init": str(init), **(meta or {})}
+    runlog = RunLog(log_path(out))
+    try:
+        state = train_loop(
+            net, opt,
+            lambda g: source.edit_batch(stage.batch, g),
+            lambda b, g: appearance_loss(net, b, g, weights),
+            state, gen, loop, out, runlog, info,
+        )  # fmt: skip
+    finally:
+        runlog.close()
+    return net, state
+
+
+def join_stages(prior: nn.Module, appearance: nn.Module) -> nn.Module:
+    """The appearance route's final network: stage 1's triplane path with stage 2's prompt side
+    (`APPEARANCE_MODULES`); the two stages train disjoint parameters, so this is exact."""
+    state = prior.state_dict()
+    state.update({k: v for k, v in appearance.state_dict().items() if k.split(".")[0] in APPEARANCE_MODULES})
+    prior.load_state_dict(state, strict=True)
+    return prior

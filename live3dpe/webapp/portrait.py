@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 MAX_IMAGE_SIDE = 4096
 MIN_IMAGE_SIDE = 64
+STILL_RESOLUTION = 512  # a still is looked at closely: edit it at full crop detail where the model can
 
 
 class NoFaceError(ValueError):
@@ -73,15 +74,15 @@ class PortraitService:
         return self._estimator
 
     def align(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Camera, FaceObservation]:
-        """The aligned face for display, the same crop at the editor's input size, the photo's camera
-        and the face observation."""
+        """The aligned face for display, the same crop at the size the editor takes (512 on the
+        appearance route), the photo's camera and the face observation."""
         from live3dpe.pose.align import scale_affine, warp_crop
 
         image = check_image(image)
         obs = self.estimator(image)
         if obs is None:
             raise NoFaceError("no face found in the image: use a photo with one clearly visible, roughly frontal face")
-        r = self.editor.input_resolution
+        r = self.editor.crop_resolution_for(STILL_RESOLUTION)
         model_crop = warp_crop(image, scale_affine(obs.crop_affine, r / obs.crop_size), r)
         camera = Camera(torch.as_tensor(np.asarray(obs.camera, dtype=np.float32)).reshape(1, 25))
         return warp_crop(image, obs.crop_affine, obs.crop_size), model_crop, camera, obs
@@ -99,7 +100,7 @@ class PortraitService:
     def edit(self, image: np.ndarray, text: str | None = None, reference: np.ndarray | None = None) -> EditResult:
         shown, crop, camera, obs = self.align(image)
         ed = self.editor
-        planes = ed.encode(ed.preprocess(crop), self.prompt(text, reference))
+        planes = ed.encode(ed.preprocess(crop), self.prompt(text, reference), camera)
         return EditResult(shown, self._render(planes, camera), planes, camera, obs)
 
     def _render(self, planes: Planes, camera: Camera) -> np.ndarray:

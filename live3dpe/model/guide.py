@@ -1,0 +1,81 @@
+"""Pixel-aligned input appearance: re-project rendered surface points into the input view.
+
+For each output pixel of camera P the volume renderer gives the expected depth d along its ray,
+so the surface point X = o + d * r. Projected into the input camera P_in (`project_points`) it
+lands at input pixel u; X is visible there when its distance to the input camera is no larger
+than the input view's own rendered depth at u (plus a margin):
+
+    v(X) = sigmoid((d_in(u) + margin - |X - o_in|) / softness) * [u inside the crop]
+    c(X) = v * I_in(u) + (1 - v) * c_neural(X)          then the prompt's colour transform at u.
+
+At the input view X projects back onto its own pixel whatever d is, so the editor reproduces the
+(edited) input exactly; other views re-use real detail on the learned geometry and fall back to
+the triplane's own colour where the input never saw the surface.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .appearance import apply_colour_transform
+from .cameras import generate_rays, project_points, split_label
+from .types import Guide
+
+VISIBILITY_MARGIN = 0.03  # world units (the head is ~0.5 wide): depth blur of a 32² ray grid
+VISIBILITY_SOFTNESS = 0.01
+
+
+def same_camera(label: Tensor, other: Tensor) -> bool:
+    """True when the two label batches are the same cameras (then re-projection is the identity)."""
+    return label.shape == other.shape and bool(torch.equal(label, other))
+
+
+def reproject(points: Tensor, label_in: Tensor) -> tuple[Tensor, Tensor]:
+    """World points [B, N, 3] -> grid_sample coordinates in the input view [B, N, 2] (align_corners
+    False: -1 and 1 are the crop's outer edges) and distance to the input camera [B, N]."""
+    uv, _ = project_points(label_in, points)
+    origin = split_label(label_in)[0][:, None, :3, 3]
+    return 2 * uv - 1, torch.linalg.norm(points - origin, dim=-1)
+
+
+def _sample(image: Tensor, grid: Tensor) -> Tensor:
+    """image [B, C, h, w] at grid [B, S, S, 2] -> [B, C, S, S] (bilinear, clamped at the border)."""
+    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _resize(image: Tensor, size: int) -> Tensor:
+    if image.shape[-1] == size:
+        return image
+    return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def visibility(distance: Tensor, input_depth: Tensor, inside: Tensor) -> Tensor:
+    """Soft test |X - o_in| <= d_in(u) + margin, zero outside the input crop. Same shapes in, out."""
+    return torch.sigmoid((input_depth + VISIBILITY_MARGIN - distance) / VISIBILITY_SOFTNESS) * inside
+
+
+def guided_image(neural: Tensor, depth: Tensor, label: Tensor, guide: Guide, input_depth: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The output image of the appearance route and its visibility.
+
+    neural: the renderer's own image [B, 3, s, s]; depth: expected depth along its rays [B, 1, n, n];
+    label: render cameras [B, 25]; guide: the input view; input_depth: rendered depth [B, 1, n, n]
+    from guide.label (None when `label` is the input camera).
+    -> image [B, 3, G, G] and visibility [B, 1, G, G], G = the guide image's size.
+    """
+    size = guide.image.shape[-1]
+    if input_depth is None:  # the input view: every ray's point projects back onto its own pixel
+        colour, vis = guide.image, torch.ones_like(guide.image[:, :1])
+        edit = None if guide.edit is None else _resize(guide.edit, size)
+    else:
+        b = label.shape[0]
+        origins, dirs = generate_rays(label, size)
+        points = origins + _resize(depth, size).reshape(b, -1, 1) * dirs
+        grid, distance = reproject(points, guide.label)
+        grid = grid.reshape(b, size, size, 2)
+        inside = (grid.abs() <= 1).all(-1, keepdim=True).permute(0, 3, 1, 2).to(depth.dtype)
+        d_in = _sample(input_depth, grid)
+        vis = visibility(distance.reshape(b, 1, size, size), d_in, inside)
+        colour = vis * _sample(guide.image, grid) + (1 - vis) * _resize(neural, size)
+        edit = None if guide.edit is None else _sample(guide.edit, grid)
+    return (colour if edit is None else apply_colour_transform(colour, edit)), vis
