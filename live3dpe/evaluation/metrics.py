@@ -117,7 +117,8 @@ def optical_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _DIS.calc(gray(a), gray(b), None)
 
 
-def _warp_by_flow(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+def warp_by_flow(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """`image` sampled at each pixel plus its flow [H, W, 2] (frame t+1 brought back to frame t)."""
     H, W = flow.shape[:2]
     gx, gy = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
     return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -137,9 +138,9 @@ def flow_warping_error(frames: list[np.ndarray], fb_threshold: float = 1.0) -> f
         fb = b.astype(np.float32) / (255.0 if b.dtype == np.uint8 else 1.0)
         fwd = optical_flow(a, b)
         bwd = optical_flow(b, a)
-        round_trip = fwd + _warp_by_flow(bwd, fwd)
+        round_trip = fwd + warp_by_flow(bwd, fwd)
         ok = np.linalg.norm(round_trip, axis=-1) < fb_threshold
-        warped = _warp_by_flow(fb, fwd)
+        warped = warp_by_flow(fb, fwd)
         err = np.abs(fa - warped)
         err = err.mean(axis=-1) if err.ndim == 3 else err
         if ok.any():
