@@ -6,9 +6,12 @@ runs the command. This keeps argument parsing next to the code it drives.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 COMMAND_MODULES = (
     "live3dpe.model.commands",
@@ -38,7 +41,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl+C so that a command ends the same clean way (no partial output)."""
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Route SIGTERM into the Ctrl+C path for the duration of a command (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit status: 0 done as asked, 1 a clear error (no traceback), 2 usage,
+    130 Ctrl+C, 143 SIGTERM."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -46,10 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_as_interrupt():
+            return int(args.func(args) or 0)
+    except Terminated:
+        print(f"live3dpe {args.command}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, RuntimeError, OSError) as err:  # OSError: missing files, full disk, permissions
         logging.getLogger("live3dpe").debug("failed", exc_info=True)
         print(f"live3dpe {args.command}: error: {err}", file=sys.stderr)
         return 1

@@ -179,7 +179,7 @@ class Engine:
 
     # threads -------------------------------------------------------------------------
     def _log_once(self, stage: str, err: BaseException) -> None:
-        self.stats.record_fault(stage)
+        self.stats.record_fault(stage, err)
         key = (stage, type(err).__name__)
         if key not in self._logged:
             self._logged.add(key)
@@ -265,7 +265,7 @@ class Engine:
                 t0 = time.perf_counter()
                 self.sink.send(work.frame.with_image(np.ascontiguousarray(image)))
                 self.stats.record_stage("sink", time.perf_counter() - t0)
-                self.stats.record_output(work.frame.captured_ns)
+                self.stats.record_output(work.frame.captured_ns, face=work.obs is not None, edited=work.output is not None)
         except QueueClosed:
             pass
         except StopStream:

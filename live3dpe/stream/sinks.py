@@ -8,6 +8,7 @@ import logging
 import os
 import platform
 import sys
+from collections.abc import Callable
 
 import cv2
 
@@ -50,6 +51,27 @@ class ProgressSink:
     def close(self, abort: bool = False) -> None:
         self.bar.close()
         self.sink.close(abort=abort)
+
+
+class RunRejected(RuntimeError):
+    """The finished stream is not what was asked; its output was discarded."""
+
+
+class CheckedSink:
+    """Wraps a sink whose output is committed only if `verdict()` (asked at close) finds no
+    problem; otherwise the output is discarded and `RunRejected` carries the reason."""
+
+    def __init__(self, sink, verdict: Callable[[], str | None]) -> None:
+        self.sink, self.verdict = sink, verdict
+
+    def send(self, frame: Frame) -> None:
+        self.sink.send(frame)
+
+    def close(self, abort: bool = False) -> None:
+        problem = None if abort else self.verdict()
+        self.sink.close(abort=abort or problem is not None)
+        if problem is not None:
+            raise RunRejected(f"{problem}; no output written")
 
 
 def has_display() -> bool:

@@ -131,6 +131,17 @@ class VideoFileSource:
             return int(round(float(self._stream.duration * self._stream.time_base) * self.fps))
         return None
 
+    def missing_frames(self, decoded: int) -> int:
+        """How many frames short of what the file declares `decoded` frames are (0: none missing).
+
+        Exact when the container counts its frames (MP4, MOV); an estimate from the duration
+        (Matroska) is allowed two frames of rounding and variable frame rate."""
+        declared = self.frame_count
+        if declared is None:
+            return 0
+        slack = 0 if self._stream.frames else 2
+        return declared - decoded if declared - decoded > slack else 0
+
     def _decode(self):
         packets = self._container.demux(self._stream)
         while True:
@@ -196,16 +207,23 @@ class ImageFolderSource:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB (PyAV decodes it); ValueError naming the file otherwise."""
+    """An image file as HxWx3 uint8 RGB (PyAV decodes it); ValueError naming the file otherwise.
+
+    Decoding errors are not concealed (FFmpeg's `err_detect=explode`): a truncated JPEG would
+    otherwise come back with its missing part grey, and then be edited or "have no face"."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:
         with av.open(str(path)) as c:
-            vf = next(c.decode(video=0))
+            if not c.streams.video:
+                raise ValueError(f"cannot decode image {path}: it holds no picture")
+            stream = c.streams.video[0]
+            stream.codec_context.options = {"err_detect": "explode"}
+            vf = next(c.decode(stream))
             return vf.to_ndarray(format="rgb24")
     except (av.error.FFmpegError, StopIteration) as err:
-        raise ValueError(f"cannot read image {path}: {err or 'no picture'}") from None
+        raise ValueError(f"cannot decode image {path}: the file is truncated, corrupt or not an image ({err or 'no picture'})") from None
 
 
 def open_source(spec: str | int, *, width: int = 640, height: int = 480, fps: float = 30.0, realtime: bool = True, frames: int | None = None):

@@ -23,8 +23,11 @@ class Stats:
         self.latencies_ms: list[float] = []  # every frame, for benchmarks and tests
         self.frames_in = 0
         self.frames_out = 0
+        self.frames_with_face = 0  # output frames in which a face was found
+        self.frames_edited = 0  # output frames the stages produced (not passed through)
         self.dropped = 0
         self.faults: collections.Counter[str] = collections.Counter()
+        self.first_fault: dict[str, str] = {}  # stage -> "ErrorType: message" of its first failure
         self.started = time.monotonic()
 
     def record_stage(self, name: str, seconds: float) -> None:
@@ -35,18 +38,22 @@ class Stats:
         with self._lock:
             self.frames_in += 1
 
-    def record_output(self, captured_ns: int) -> None:
+    def record_output(self, captured_ns: int, *, face: bool = False, edited: bool = False) -> None:
         now = time.monotonic_ns()
         ms = (now - captured_ns) / 1e6
         with self._lock:
             self.frames_out += 1
+            self.frames_with_face += face
+            self.frames_edited += edited
             self._latency.append(ms)
             self.latencies_ms.append(ms)
             self._out_times.append(now / 1e9)
 
-    def record_fault(self, stage: str) -> None:
+    def record_fault(self, stage: str, err: BaseException | None = None) -> None:
         with self._lock:
             self.faults[stage] += 1
+            if err is not None:
+                self.first_fault.setdefault(stage, f"{type(err).__name__}: {err}")
 
     def set_dropped(self, n: int) -> None:
         with self._lock:
@@ -74,6 +81,8 @@ class Stats:
                 "latency_ms_p95": float(np.percentile(lat, 95)) if lat is not None else None,
                 "frames_in": self.frames_in,
                 "frames_out": self.frames_out,
+                "frames_with_face": self.frames_with_face,
+                "frames_edited": self.frames_edited,
                 "dropped": self.dropped,
                 "faults": dict(self.faults),
             }

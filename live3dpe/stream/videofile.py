@@ -1,11 +1,14 @@
 """Atomic H.264 MP4 writing with PyAV, optionally copying the audio of a source file.
 
 The file is written under a temporary name in the destination folder and renamed only by
-`close()`; a crash or `close(abort=True)` leaves no truncated file that looks complete.
+`close()`; a crash or `close(abort=True)` leaves no truncated file that looks complete. A
+failed write (disk full, a vanished folder) raises `VideoWriteError` naming the file, and
+the temporary file is removed.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import tempfile
@@ -21,6 +24,19 @@ log = logging.getLogger(__name__)
 
 # audio codecs MP4 carries as they are; others are re-encoded to AAC
 _MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
+
+
+class VideoWriteError(RuntimeError):
+    """Writing the output video failed (the partial file has been removed)."""
+
+
+def _write_error(path: Path, err: Exception) -> VideoWriteError:
+    code = getattr(err, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        reason = "no space left on the device (or the file is too large for it)"
+    else:
+        reason = getattr(err, "strerror", None) or str(err)
+    return VideoWriteError(f"cannot write {path}: {reason}; nothing was written")
 
 
 class VideoFileSink:
@@ -41,6 +57,8 @@ class VideoFileSink:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"output folder does not exist: {self.path.parent}")
+        if self.path.is_dir():
+            raise ValueError(f"output {self.path} is a directory; give a file name such as {self.path / 'out.mp4'}")
         if self.path.suffix.lower() not in (".mp4", ".mov", ".mkv"):
             raise ValueError(f"output video must end in .mp4, .mov or .mkv, got {self.path.name}")
         self.fps = fps
@@ -136,9 +154,12 @@ class VideoFileSink:
         vf = av.VideoFrame.from_ndarray(img, format="rgb24")
         vf.pts = pts
         vf.time_base = self._time_base
-        self._out.mux(self._video.encode(vf))
+        try:
+            self._out.mux(self._video.encode(vf))
+            self._mux_audio_until(float(pts * self._time_base))
+        except OSError as err:  # av.error.OSError included: ENOSPC and friends
+            raise _write_error(self.path, err) from err
         self.frames_written += 1
-        self._mux_audio_until(float(pts * self._time_base))
 
     def close(self, abort: bool = False) -> None:
         """Finish the file and move it into place; with `abort`, delete the partial file."""
@@ -150,11 +171,15 @@ class VideoFileSink:
             if not abort:
                 if self._video is None:
                     raise RuntimeError(f"no frames were written; {self.path} not created")
-                self._out.mux(self._video.encode(None))
-                self._mux_audio_until(None)
-                if self._audio_encoder:
-                    self._out.mux(self._audio_out.encode(None))
-                self._out.close()
+                try:
+                    self._out.mux(self._video.encode(None))
+                    self._mux_audio_until(None)
+                    if self._audio_encoder:
+                        self._out.mux(self._audio_out.encode(None))
+                    self._out.close()
+                    os.replace(self.tmp_path, self.path)
+                except OSError as err:
+                    raise _write_error(self.path, err) from err
                 committed = True
         finally:
             if self._audio_in is not None:
@@ -163,8 +188,6 @@ class VideoFileSink:
                 with contextlib.suppress(Exception):
                     self._out.close()
                 self.tmp_path.unlink(missing_ok=True)
-        if committed:
-            os.replace(self.tmp_path, self.path)
 
     def __enter__(self) -> VideoFileSink:
         return self
