@@ -1,9 +1,12 @@
 """Regenerate benchmarks/RESULTS.md and its PNG plots from the result files in benchmarks/results/.
 
-Reads what the benchmarks wrote (quality.json from `live3dpe eval`, model_latency.json,
-pipeline_latency.json, pose_latency.json, training_*.json / customization*.json) and says
-"not yet measured" for anything absent. Every figure is stamped with the device, precision
-and commit of the run that produced it.
+Reads what the benchmarks wrote (quality.json from `live3dpe eval`, real_faces/ from
+`live3dpe eval --real` and `--real-clip`, model_latency.json, pipeline_latency.json,
+pose_latency.json, training_*.json / customization*.json) and says "not yet measured" for
+anything absent. Every figure is stamped with the device, precision and commit of the run
+that produced it. The real-face files need portraits (and clips) this repository does not
+carry, so they are measured separately: `live3dpe eval --real DIR [--references DIR]` and
+`live3dpe eval --real-clip CLIP.mp4` (a few minutes each on 2 CPU cores).
 
     python benchmarks/report.py                   # report only (seconds)
     python benchmarks/report.py --run-quality     # + the quality suite (~5-10 min on 2 CPU cores)
@@ -30,8 +33,13 @@ from common import commit  # noqa: E402
 
 RESULTS = HERE / "results"
 REPORT = HERE / "RESULTS.md"
+REAL_FACES = "real_faces"  # `live3dpe eval --real` / `--real-clip` write here (their --out default)
 LATENCY_SCRIPTS = ("model_latency.py", "pipeline_latency.py", "pose_latency.py")
 NOT_MEASURED = "_Not yet measured._"
+REAL_NOT_MEASURED = (  # needs portraits the repository does not carry, so it says how to measure
+    "_Not yet measured: run `live3dpe eval --real PORTRAITS_DIR [--references DIR]` "
+    "(and `live3dpe eval --real-clip CLIP.mp4`), then this script._"
+)
 X_KEYS = ("time_s", "seconds", "elapsed_s", "step", "steps", "iteration", "epoch")  # first present = x axis
 METHOD_STYLE = {
     "3dpe_image": ("3DPE (image prompt)", "C0", "-"),
@@ -186,6 +194,20 @@ def section(title: str, body: str | None, image: str | None = None) -> list[str]
     return out
 
 
+def real_faces_section() -> list[str]:
+    """The real-portrait table with its contact sheet, then one table per real clip."""
+    sheet = f"{REAL_FACES}/contact_sheet.png"
+    lines = section(
+        "Real faces: identity, colour direction, sharpness (`live3dpe eval --real`)",
+        md_body(f"{REAL_FACES}/real_faces.md") or REAL_NOT_MEASURED,
+        sheet if (RESULTS / sheet).is_file() else None,
+    )
+    for clip in sorted((RESULTS / REAL_FACES).glob("clip_*.md")):
+        title = clip.read_text().splitlines()[0].lstrip("# ").strip()
+        lines += [f"### {title} (`live3dpe eval --real-clip`)", "", md_body(f"{REAL_FACES}/{clip.name}"), ""]
+    return lines
+
+
 def build_report() -> str:
     quality = load("quality.json")
     model = load("model_latency.json")
@@ -201,6 +223,7 @@ def build_report() -> str:
     lines += section("Edit quality, identity, 3D consistency and time (paper Table 1, synthetic world)", md_body("quality.md"), q_png)
     if quality:
         lines += [f"![flicker](results/{plot_flicker(quality)})", ""]
+    lines += real_faces_section()
     lines += section("Model latency per stage", md_body("model_latency.md"), plot_model_latency(model) if model else None)
     gpu_rows = [r for r in (model or {}).get("rows", []) if r.get("device") == "cuda"]
     if model and not gpu_rows:

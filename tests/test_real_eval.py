@@ -286,3 +286,23 @@ def test_eval_real_clip_end_to_end(tmp_path, capsys):
     assert "| golden statue | on |" in (out / "clip_slide.md").read_text()
     assert main(["eval", "--real-clip", str(tmp_path / "missing.mp4")]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_report_embeds_the_real_face_table_sheet_and_clips(tmp_path, monkeypatch):
+    import importlib.util as iu
+    from pathlib import Path
+
+    spec = iu.spec_from_file_location("bench_report_real", Path(__file__).resolve().parents[1] / "benchmarks" / "report.py")
+    report = iu.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    assert report.REAL_NOT_MEASURED in report.build_report()
+    real = tmp_path / "real_faces"
+    real.mkdir()
+    (real / "real_faces.md").write_text("# Real faces\n\n| edit | ID distance |\n|---|---|\n| zombie | 0.7 |\n")
+    write_rgb(real / "contact_sheet.png", face_crop())
+    (real / "clip_d9.md").write_text("# Real clip `d9.mp4`\n\n| prompt | smoothing |\n|---|---|\n| zombie | on |\n")
+    text = report.build_report()
+    assert "| zombie | 0.7 |" in text and "(results/real_faces/contact_sheet.png)" in text
+    assert "### Real clip `d9.mp4` (`live3dpe eval --real-clip`)" in text and "| zombie | on |" in text
+    assert report.REAL_NOT_MEASURED not in text and "# Real faces\n" not in text
