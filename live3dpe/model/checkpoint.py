@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .. import __version__
-from .config import ModelConfig
+from .config import PRESETS, ModelConfig
 from .text_prompt import DEFAULT_TEXT_BACKEND, MINILM_DIM, TextPromptProjection
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 FORMAT = "live3dpe-checkpoint/1"
 META_KEY = "live3dpe"
 SUFFIX = ".safetensors"
+MAX_CONFIG_INT = 1 << 16  # no size in a sane config comes near this (paper: 1024 widths, 512 pixels)
 
 
 def tensor_sha256(state: Mapping[str, Tensor]) -> str:
@@ -88,6 +90,8 @@ class CheckpointMeta:
             )
         except KeyError as err:
             raise ValueError(f"checkpoint metadata lacks {err.args[0]!r}") from None
+        except (TypeError, AttributeError) as err:  # fields of the wrong type or unknown render fields
+            raise ValueError(f"checkpoint metadata is malformed: {err}") from None
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -195,6 +199,48 @@ def check_state(net: EditorNet, state: Mapping[str, Tensor], what: str) -> None:
         raise CheckpointMismatchError(missing, unexpected, wrong, what)
 
 
+def _check_sizes(value: object, where: str) -> None:
+    """Every number in the config finite, every integer within 0..MAX_CONFIG_INT."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_sizes(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_sizes(v, f"{where}[{i}]")
+    elif isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    elif isinstance(value, int):
+        if not 0 <= value <= MAX_CONFIG_INT:
+            raise ValueError(f"checkpoint config {where} = {value} is outside 0..{MAX_CONFIG_INT}")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"checkpoint config {where} = {value} is not finite")
+    else:
+        raise ValueError(f"checkpoint config {where} has an unexpected {type(value).__name__} value")
+
+
+def validate_checkpoint(meta: CheckpointMeta, state: Mapping[str, Tensor], what: str) -> None:
+    """Check a checkpoint's metadata against sane bounds and against the tensors it holds,
+    before any memory is spent on the network it describes.
+
+    The metadata is not trusted: a crafted size (say `ref_dim`) would otherwise make the loader
+    allocate a network of many gigabytes before finding that the tensors do not fit. A config
+    equal to its named preset has known sizes; any other is built on the meta device (shapes
+    only, no memory; ~3 s the first time, for torch's meta kernels) and every key and shape
+    compared with the file's, so the real network is then exactly as large as the file."""
+    _check_sizes(meta.config.to_dict(), "config")
+    if not 1 <= meta.text_dim <= MAX_CONFIG_INT:
+        raise ValueError(f"{what}: text_dim {meta.text_dim} is outside 1..{MAX_CONFIG_INT}")
+    if PRESETS.get(meta.config.name) == meta.config:
+        return  # sizes are the preset's; `load_state_dict(strict=True)` checks every tensor
+    try:
+        with torch.device("meta"):
+            shapes = build_net(meta.config, meta.text_dim)
+    except (ValueError, TypeError, RuntimeError, AssertionError, ZeroDivisionError) as err:
+        raise ValueError(f"{what}: its config does not describe a buildable network ({type(err).__name__}: {err})") from None
+    check_state(shapes, state, what)
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
@@ -211,8 +257,10 @@ def load_checkpoint(
     digest = tensor_sha256(state)
     if digest != meta.sha256:
         raise ValueError(f"{path}: tensor checksum mismatch (file says {meta.sha256[:12]}..., data is {digest[:12]}...); the file is corrupt or was modified")
+    what = f"checkpoint {path} (preset {meta.preset!r})"
+    validate_checkpoint(meta, state, what)
     net = build_net(meta.config, meta.text_dim)
-    check_state(net, state, f"checkpoint {path} (preset {meta.preset!r})")
+    check_state(net, state, what)
     net.load_state_dict(state, strict=True)
     net.to(device=device, dtype=dtype).eval()
     return net, meta

@@ -59,12 +59,16 @@ def _file_sha256(path: Path) -> str:
 def _import(args: argparse.Namespace) -> int:
     import torch
 
-    from .checkpoint import build_net, load_checkpoint, save_checkpoint
+    from .checkpoint import SUFFIX, build_net, load_checkpoint, save_checkpoint
     from .config import get_preset
     from .importer import import_live3d_encoder, import_official
 
     if not args.source.is_file():
         raise FileNotFoundError(f"official checkpoint {args.source} not found")
+    if args.output.suffix != SUFFIX:  # checked again when saving; here so it fails before the slow import
+        raise ValueError(f"output must end in {SUFFIX}, got {args.output.name!r}")
+    if args.output.is_dir():
+        raise ValueError(f"output {args.output} is a directory; give a file name ending in {SUFFIX}")
     if args.base is not None:
         net, base_meta = load_checkpoint(args.base)
         text_backend = base_meta.text_backend

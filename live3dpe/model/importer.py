@@ -13,10 +13,13 @@ The Live3D reconstruction encoder (`EG3DInvEncoder`, 170 keys: the encoder keys 
 """
 from __future__ import annotations
 
+import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from os import PathLike
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -153,9 +156,35 @@ class ImportReport:
     not_in_checkpoint: list[str] = field(default_factory=list)
 
 
+def _load_file(path: str | PathLike) -> object:
+    """`torch.load` with weights only (no code from the file runs), its failures as one clear ValueError.
+
+    torch's own messages for a refused file suggest `weights_only=False`, i.e. running the
+    file's code: exactly what must not be done with a checkpoint of unknown origin."""
+    if Path(path).is_file():
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if not head:
+            raise ValueError(f"{path} is empty, not a checkpoint")
+        if head != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save writes a zip; old files are pickles
+            raise ValueError(f"{path} is not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower():
+            raise ValueError(
+                f"{path} is not a valid or safe checkpoint: it holds objects other than tensors and plain "
+                "containers, and loading those would run code from the file; refused"
+            ) from None
+        raise ValueError(f"{path} is not a PyTorch checkpoint (unreadable pickle: {err})") from None
+    except (EOFError, KeyError, RuntimeError, ValueError, zipfile.BadZipFile) as err:  # truncated, text, damaged zip
+        reason = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+        raise ValueError(f"{path} is not a PyTorch checkpoint or is damaged ({reason})") from None
+
+
 def read_checkpoint(source: str | PathLike | Mapping) -> Mapping:
     """A checkpoint dict from a path (`torch.load`, weights only, on CPU) or as given."""
-    ckpt = source if isinstance(source, Mapping) else torch.load(source, map_location="cpu", weights_only=True)
+    ckpt = source if isinstance(source, Mapping) else _load_file(source)
     if not isinstance(ckpt, Mapping):
         raise ValueError(f"checkpoint must be a dict of state dicts, got {type(ckpt).__name__}")
     return ckpt
