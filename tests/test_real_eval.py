@@ -234,7 +234,7 @@ def test_eval_real_end_to_end(tmp_path, single_thread, capsys):
     assert set(payload["by_edit"]) == set(row["edits"])
     sheet = cv2.imread(str(out / "contact_sheet.png"))
     # one row; input, no prompt, the prompt, reference, its edit, two novel views
-    assert sheet is not None and sheet.shape[1] == 7 * 160 and sheet.shape[0] == 22 + 160
+    assert sheet is not None and sheet.shape[1] == 7 * 128 and sheet.shape[0] == 22 + 128
     pasted = cv2.imread(str(out / "pasted" / "astronaut" / "golden_statue.png"))
     assert pasted is not None and pasted.shape == astronaut().shape
     md = (out / "real_faces.md").read_text()

@@ -54,7 +54,7 @@ INPUT_VIEW = "input"
 class RealConfig:
     prompts: tuple[str, ...] = DEFAULT_PROMPTS
     yaws_deg: tuple[float, ...] = DEFAULT_YAWS
-    tile: int = 160  # contact-sheet tile side in px (keeps the sheet a few hundred kB per row)
+    tile: int = 128  # contact-sheet tile side in px: 8 portraits with a reference stay under 2 MB
 
 
 def view_name(yaw: float) -> str:
@@ -266,9 +266,8 @@ def run_real(
                 rows.append(row)
                 sheet_rows.append((path.stem, tiles))
             bar.update((i + 1) * per_file - bar.n)  # a skipped file or one without a reference counts as done
-    sheet = None
-    if sheet_rows:
-        sheet = contact_sheet(sheet_rows, ev.sheet_columns(any(r["reference"] for r in rows)), cfg.tile)
+    columns = ev.sheet_columns(any(r["reference"] for r in rows))
+    sheet = contact_sheet(sheet_rows, columns, cfg.tile) if sheet_rows else None
     payload = {
         "benchmark": "real_faces",
         "environment": environment(service.editor),
@@ -282,6 +281,7 @@ def run_real(
             "expected": {p: (str(e) if (e := expectation_for(p)) else None) for p in cfg.prompts},
         },
         "identity": _identity_note(identity),
+        "sheet": {"views_of": ev.sheet_views_of, "columns": columns},
         "errors": errors,
         "rows": rows,
         "summary": summarize(rows, [view_name(y) for y in cfg.yaws_deg]),
@@ -446,6 +446,6 @@ def markdown(payload: dict, sheet_name: str | None = None) -> str:
         lines += ["", "Skipped: " + "; ".join(f"`{e['image']}`: {e['error']}" for e in payload["errors"]) + "."]
     if sheet_name:
         lines += ["", f"Contact sheet (`{sheet_name}`): rows are portraits; columns the aligned input, the edits, the "
-                  f"reference and its edit, and `{payload['config']['prompts'][0] if payload['config']['prompts'] else NO_PROMPT}` "
-                  "from the novel views (yaw in degrees)."]
+                  f"reference (its face aligned like the portraits) and its edit, and `{payload['sheet']['views_of']}` from the "
+                  "novel views (yaw in degrees)."]
     return "\n".join(lines) + "\n"
