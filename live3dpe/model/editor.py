@@ -17,7 +17,6 @@ the prompt becomes a colour-transform field over it, and rendering re-projects i
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import warnings
@@ -32,6 +31,7 @@ from .cameras import Camera
 from .checkpoint import CheckpointMeta, build_net, load_checkpoint
 from .config import PRESETS, ModelConfig, get_preset
 from .layers import check_image_batch
+from .network import to_input_resolution
 from .prompts import PromptCache, PromptEncoder
 from .text_prompt import DEFAULT_TEXT_BACKEND, TextBackend, make_text_backend
 from .types import Features, Guide, Planes, PromptEmbedding, RenderOutput
@@ -39,10 +39,6 @@ from .types import Features, Guide, Planes, PromptEmbedding, RenderOutput
 if TYPE_CHECKING:
     from .network import EditorNet
 
-
-def to_input_resolution(image: Tensor, size: int) -> Tensor:
-    """The encoders' view of a (larger) guide crop: area-averaged down to `size`."""
-    return image if image.shape[-1] == size else torch.nn.functional.interpolate(image, size=(size, size), mode="area")
 
 log = logging.getLogger(__name__)
 
@@ -310,16 +306,14 @@ class Editor:
                 raise ValueError(f"prompt tokens must be [1 or {batch}, N, {self.config.ref_dim}], got {tuple(tokens.shape)}")
             tokens = tokens.to(device=self.device, dtype=self.dtype)
         feats = {"high_feature": features.high, "f_feature": features.f}
+        guide = features.guide
+        if self.config.appearance_route and guide is None:
+            raise ValueError("these features carry no guide image: make them with this editor's encode_features")
+        colour = None if prompt is None or prompt.colour is None else prompt.colour.to(device=self.device, dtype=self.dtype)
         with self._inference():
-            if not self.config.appearance_route:
-                return Planes(self.net.encoder.fuse(feats, tokens))
-            guide = features.guide
             if guide is None:
-                raise ValueError("these features carry no guide image: make them with this editor's encode_features")
-            if tokens is not None:
-                colour = None if prompt.colour is None else prompt.colour.to(device=self.device, dtype=self.dtype)
-                guide = dataclasses.replace(guide, edit=self.net.appearance(to_input_resolution(guide.image, self.input_resolution), tokens, colour))
-            return Planes(self.net.encoder.fuse(feats, None), guide)
+                return Planes(self.net.planes(feats, None, None, tokens)[0])
+            return Planes(*self.net.planes(feats, guide.image, guide.label, tokens, colour))
 
     def encode(self, image: Tensor, prompt: PromptEmbedding | None = None, camera: Camera | Tensor | None = None) -> Planes:
         """Image [B, 3, C, C] in [-1, 1] (+ prompt) -> triplane: `fuse(encode_features(image, camera), prompt)`."""
@@ -350,7 +344,7 @@ class Editor:
             if p.shape[0] == 1:
                 p = p.expand(label.shape[0], -1, -1, -1)
                 if guide is not None:
-                    guide = Guide(*(None if t is None else t.expand(label.shape[0], *t.shape[1:]) for t in dataclasses.astuple(guide)))
+                    guide = guide.expand(label.shape[0])
             elif label.shape[0] == 1:
                 label = label.expand(p.shape[0], -1)
             else:

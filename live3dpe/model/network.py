@@ -5,6 +5,7 @@ reference image --image_prompt--> prompt tokens [B, N, ref_dim]
 """
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .appearance import AppearanceEditor
@@ -13,7 +14,12 @@ from .encoders import TriplaneEncoder
 from .image_prompt import ImagePromptEncoder
 from .renderer import TriplaneRenderer
 from .text_prompt import MINILM_DIM, TextPromptProjection
-from .types import RenderOutput
+from .types import Guide, RenderOutput
+
+
+def to_input_resolution(image: Tensor, size: int) -> Tensor:
+    """The encoders' view of a (larger) guide crop: area-averaged down to `size`."""
+    return image if image.shape[-1] == size else F.interpolate(image, size=(size, size), mode="area")
 
 
 class EditorNet(nn.Module):
@@ -36,6 +42,17 @@ class EditorNet(nn.Module):
         # the importer leaves it alone. `checkpoint.build_net` resizes it for other back-ends.
         self.text_prompt = TextPromptProjection(MINILM_DIM, cfg.ref_dim)
         self.appearance = AppearanceEditor(cfg) if cfg.appearance_route else None
+
+    def planes(
+        self, features: dict[str, Tensor], image: Tensor, label: Tensor, tokens: Tensor | None = None, colour: Tensor | None = None
+    ) -> tuple[Tensor, Guide | None]:
+        """Prior features (+ prompt tokens, + an image prompt's colour) -> triplane, and on the
+        appearance route the input view's `Guide` (image [B, 3, G, G] seen by label [B, 25]) with
+        the prompt's colour-transform field; the triplane is then always the prompt-free prior's."""
+        if self.appearance is None:
+            return self.encoder.fuse(features, tokens), None
+        edit = None if tokens is None else self.appearance(to_input_resolution(image, self.cfg.input_resolution), tokens, colour)
+        return self.encoder.fuse(features, None), Guide(image, label, edit)
 
     def forward(
         self,

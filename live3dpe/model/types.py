@@ -37,6 +37,14 @@ class Guide:
     label: Tensor
     edit: Tensor | None = None
 
+    def repeat_interleave(self, repeats: int) -> Guide:
+        """Each item `repeats` times in a row: one guide per rendered view of a person."""
+        return Guide(*(None if t is None else t.repeat_interleave(repeats, 0) for t in (self.image, self.label, self.edit)))
+
+    def expand(self, batch: int) -> Guide:
+        """A one-item guide broadcast to `batch` items without copying (one input, many cameras)."""
+        return Guide(*(None if t is None else t.expand(batch, *t.shape[1:]) for t in (self.image, self.label, self.edit)))
+
 
 @dataclass(frozen=True)
 class Features:

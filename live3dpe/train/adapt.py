@@ -3,7 +3,9 @@
 Only the prompt encoder (text projection or MAE) and the normalisation layers of E_t are
 tuned, under a wall-clock budget; the loss is the stage-2 distillation loss (Eq. 4-7) with
 the "after" images as pseudo-labels and the network's own frozen reconstruction path as
-the 3D prior. The loss-vs-time history is the analogue of the paper's Table 2.
+the 3D prior. On the appearance route the prompt encoder and the appearance editor are tuned
+with its stage-2 loss (the edit at the input view). The loss-vs-time history is the analogue
+of the paper's Table 2.
 
 Pairs folder: `<name>_before.png` / `<name>_after.png` (same camera), optional
 `dataset.json` (EG3D labels of the before images; frontal camera otherwise),
@@ -31,7 +33,7 @@ from live3dpe.model.image_prompt import preprocess_reference
 from .augment import CameraJitter
 from .batches import EditBatch, Prompt
 from .data import TextFeatureCache
-from .objectives import EditWeights, NetPrior, edit_loss
+from .objectives import AppearanceWeights, EditWeights, NetPrior, appearance_loss, edit_loss
 from .params import adapt_parameter_names, select_trainable
 
 log = logging.getLogger(__name__)
@@ -137,7 +139,16 @@ def adapt(
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    prior = NetPrior(copy.deepcopy(net))
+    if net.cfg.appearance_route:  # the edit lives in the input view: no 3D prior needed
+
+        def step_loss(batch: EditBatch) -> tuple[Tensor, dict[str, float]]:
+            return appearance_loss(net, batch, gen, AppearanceWeights(photometric=0.5))
+    else:
+        prior = NetPrior(copy.deepcopy(net))
+
+        def step_loss(batch: EditBatch) -> tuple[Tensor, dict[str, float]]:
+            return edit_loss(net, prior, batch, gen, jitter, weights)
+
     net.eval()
     params = select_trainable(net, adapt_parameter_names(net, pairs.prompt.kind), exact=True)
     opt = torch.optim.Adam(params, lr=cfg.lr)
@@ -151,7 +162,7 @@ def adapt(
         t0 = time.monotonic()
         idx = torch.randint(n, (min(cfg.batch, n),), generator=gen)
         batch = EditBatch(pairs.before[idx], pairs.label[idx], pairs.after[idx], pairs.prompt)
-        loss, metrics = edit_loss(net, prior, batch, gen, jitter, weights)
+        loss, metrics = step_loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

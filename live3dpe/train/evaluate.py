@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from live3dpe.model import cameras
+from live3dpe.model.appearance import reference_colour
 from live3dpe.model.image_prompt import preprocess_reference
 from live3dpe.synth.person import sample_person
 from live3dpe.synth.render import render
@@ -71,10 +72,18 @@ def make_eval_set(people: int, styles: list[str], resolution: int, seed: int = E
 
 
 @torch.no_grad()
-def render_all(net: nn.Module, planes: Tensor, labels: Tensor) -> Tensor:
-    """planes [P, 3C, R, R] at V cameras [V, 25] -> SR images [P, V, 3, S, S] (deterministic)."""
-    p, v = planes.shape[0], labels.shape[0]
-    out = net.renderer(planes.repeat_interleave(v, 0), labels.repeat(p, 1), deterministic=True)
+def edit_views(net: nn.Module, images: Tensor, labels: Tensor, prompt: Prompt | None = None) -> Tensor:
+    """Inputs [P, 3, S, S] seen from labels[0] (+ prompt) rendered at V cameras [V, 25] ->
+    images [P, V, 3, S', S'] (deterministic), through either route (`EditorNet.planes`)."""
+    p, v = images.shape[0], labels.shape[0]
+    tokens = colour = None
+    if prompt is not None:
+        tokens = prompt_tokens(net, prompt)
+        colour = reference_colour(prompt.reference) if prompt.kind == "image" and net.appearance is not None else None
+    planes, guide = net.planes(net.encoder.encode_features(images), images, labels[:1].expand(p, -1), tokens, colour)
+    if guide is not None:
+        guide = guide.repeat_interleave(v)
+    out = net.renderer(planes.repeat_interleave(v, 0), labels.repeat(p, 1), deterministic=True, guide=guide)
     return out.image.reshape(p, v, *out.image.shape[1:])
 
 
@@ -87,12 +96,9 @@ def _summary(per_view: dict[str, float]) -> dict[str, float]:
     return {"input": per_view["input"], "novel": (per_view["yaw-30"] + per_view["yaw+30"]) / 2}
 
 
-@torch.no_grad()
 def edit_psnr(net: nn.Module, es: EvalSet, style: str, prompt: Prompt) -> dict[str, float]:
     """Editing PSNR (input / novel) of one prompt against the style's ground truth."""
-    feats = net.encoder.encode_features(es.inputs)
-    planes = net.encoder.fuse(feats, prompt_tokens(net, prompt))
-    return _summary(_view_psnr(render_all(net, planes, es.labels), es.truth[style]))
+    return _summary(_view_psnr(edit_views(net, es.inputs, es.labels, prompt), es.truth[style]))
 
 
 def image_prompt(es: EvalSet, style: str, ref_resolution: int) -> Prompt:
@@ -108,15 +114,14 @@ def text_prompt(style: str, phrase: str, text: TextFeatureCache) -> Prompt:
 def evaluate(net: nn.Module, es: EvalSet, text: TextFeatureCache | None, styles: list[str]) -> dict:
     """All figures described in the module docstring; per-style numbers plus means."""
     net.eval()
-    recon_planes = net.encoder(es.inputs)
-    recon = render_all(net, recon_planes, es.labels)
+    recon = edit_views(net, es.inputs, es.labels)
     result: dict = {"reconstruction_psnr": _view_psnr(recon, es.truth[""]), "styles": {}}
     ref_res = net.cfg.ref_resolution
     for k, style in enumerate(styles):
         st = STYLES[style]
         row = {
             "no_edit": _summary(_view_psnr(recon, es.truth[style])),
-            "lift_true_2d_edit": _summary(_view_psnr(render_all(net, net.encoder(es.truth[style][:, 0]), es.labels), es.truth[style])),
+            "lift_true_2d_edit": _summary(_view_psnr(edit_views(net, es.truth[style][:, 0], es.labels), es.truth[style])),
             "image_prompt": edit_psnr(net, es, style, image_prompt(es, style, ref_res)),
         }
         if text is not None:

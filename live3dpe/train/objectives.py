@@ -32,7 +32,7 @@ def render_views(
     """planes [B, 3C, R, R], labels [B, V, 25] (+ each person's input view) -> RenderOutput over B*V cameras."""
     v = labels.shape[1]
     if guide is not None:
-        guide = Guide(*(None if t is None else t.repeat_interleave(v, 0) for t in (guide.image, guide.label, guide.edit)))
+        guide = guide.repeat_interleave(v)
     return net.renderer(planes.repeat_interleave(v, 0), _flat(labels), deterministic=deterministic, generator=generator, guide=guide)
 
 

@@ -22,10 +22,13 @@ def _under(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def adapt_parameter_names(net: nn.Module, prompt_kind: str) -> list[str]:
-    """Customization: the prompt encoder of `prompt_kind` and every norm layer inside E_t."""
+    """Customization: the prompt encoder of `prompt_kind` and every norm layer inside E_t; on the
+    appearance route the prompt encoder and the (small) appearance editor, which carry the edit."""
     if prompt_kind not in PROMPT_ENCODERS:
         raise ValueError(f"prompt kind must be one of {sorted(PROMPT_ENCODERS)}, got {prompt_kind!r}")
     names = [n for n, _ in net.named_parameters() if _under(n, (PROMPT_ENCODERS[prompt_kind],))]
+    if getattr(net, "appearance", None) is not None:
+        return names + [n for n, _ in net.named_parameters() if _under(n, ("appearance",))]
     fusion = net.get_submodule("encoder.fusion")
     for mod_name, module in fusion.named_modules():
         if isinstance(module, NORM_TYPES):
