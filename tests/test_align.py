@@ -118,11 +118,30 @@ def test_crop_params_round_trip():
 
 
 def test_face_at_the_frame_border_is_padded():
-    frame = astronaut()[:, 180:]  # face cut by the left edge
+    """Crop pixels beyond the frame edge hold the frame reflected at the edge (not black), in both the
+    cv2 and the tensor crop; pasting back touches only pixels inside the frame."""
+    frame = np.ascontiguousarray(astronaut()[:, 180:])  # face cut by the left edge
     lm = _landmarks(center=(75.5, 255.5))
     obs = observe(lm, (frame.shape[1], frame.shape[0]))
     crop = warp_crop(frame, obs.crop_affine)
     assert crop.shape == (512, 512, 3)
+    yy, xx = np.mgrid[0:512, 0:512]
+    src = np.stack([xx, yy, np.ones_like(xx)], -1) @ invert_affine(obs.crop_affine).T
+    outside = src[..., 0] < -1.0
+    assert outside.mean() > 0.1
+    pad = 300
+    padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    A = obs.crop_affine.astype(np.float64).copy()
+    A[:, 2] -= A[:, :2] @ np.array([pad, pad], np.float64)
+    reflected = cv2.warpAffine(padded, A, (512, 512), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    assert np.abs(crop[outside].astype(int) - reflected[outside].astype(int)).max() <= 1
+    assert crop[outside].mean() > 30  # real content, not a black band
+    # grid_sample's "reflection" mirrors about the pixel edge (cv2 BORDER_REFLECT), not the edge pixel
+    mirrored = cv2.warpAffine(cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REFLECT), A, (512, 512),
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)  # fmt: skip
+    tensor = warp_crop_tensor(torch.from_numpy(frame).permute(2, 0, 1)[None].float(), obs.crop_affine)
+    t_crop = tensor[0].permute(1, 2, 0).numpy()
+    assert np.abs(t_crop[outside] - mirrored[outside]).mean() < 1.5
     out = paste_back(frame, crop, obs.crop_affine)
     assert out.shape == frame.shape
 

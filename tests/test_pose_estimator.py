@@ -79,13 +79,29 @@ def test_gray_rgba_and_odd_sizes(estimator, photo, base):
 
 
 def test_face_at_the_border_is_padded_not_a_crash(estimator, photo):
-    from live3dpe.pose.align import warp_crop
+    """A face cut by the frame edge is still found, and the part of its crop beyond the edge is
+    filled with the frame reflected at the edge (not black, which the model would edit as a hole)."""
+    from live3dpe.pose.align import invert_affine, paste_back, warp_crop
 
-    shifted = np.ascontiguousarray(photo[:, 150:])  # the face's left side at the frame edge
+    shifted = np.ascontiguousarray(photo[:, 170:])  # the face's left side cut by the frame edge
     obs = estimator(shifted)
-    if obs is not None:
-        crop = warp_crop(shifted, obs.crop_affine, obs.crop_size)
-        assert crop.shape == (512, 512, 3)
+    assert obs is not None and obs.bbox[0] < 20
+    S = obs.crop_size
+    crop = warp_crop(shifted, obs.crop_affine, S)
+    assert crop.shape == (S, S, 3)
+    yy, xx = np.mgrid[0:S, 0:S]
+    src = np.stack([xx, yy, np.ones_like(xx)], -1) @ invert_affine(obs.crop_affine).T
+    outside = src[..., 0] < -1.0  # crop pixels that come from left of the frame
+    assert outside.mean() > 0.05
+    pad = 200
+    padded = cv2.copyMakeBorder(shifted, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    A = obs.crop_affine.astype(np.float64).copy()
+    A[:, 2] -= A[:, :2] @ np.array([pad, pad], np.float64)
+    reflected = cv2.warpAffine(padded, A, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    diff = np.abs(crop[outside].astype(int) - reflected[outside].astype(int))
+    assert diff.max() <= 1 and crop[outside].mean() > 30
+    out = paste_back(shifted, crop, obs.crop_affine, crop_size=S)
+    assert out.shape == shifted.shape
 
 
 def test_bad_frames_are_named(estimator):

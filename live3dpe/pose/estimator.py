@@ -18,6 +18,13 @@ from live3dpe.pose.tracker import WindowedFaceTracker, search_windows
 
 Box = tuple[float, float, float, float]
 RESIDUAL_SCALE_CM = 2.0  # fit residual at which the score has dropped to 1/e
+# Plausibility of a detection (see `implausible`). Measured with mediapipe 0.10: real faces of
+# 14-25 px in 80-128 px frames are found, and so are false "faces" of ~10 px on texture (the
+# skimage rocket at 256x170); real faces fit with a score of 0.65-0.85 whatever their size,
+# so the score cannot tell them apart, size and roll can.
+MIN_FACE_PX = 20  # landmark box side below which an edit is a blur and false detections live
+LOW_RES_FACE_PX = 48  # below this, the mesh is unreliable enough that a strong roll means a false face
+MAX_LOW_RES_ROLL_DEG = 30.0
 
 
 @dataclass
@@ -119,6 +126,22 @@ def observe(
     )
 
 
+def implausible(obs: FaceObservation) -> str | None:
+    """Why `obs` is not a face worth editing (a false or unusable detection), or None.
+
+    Too small: under `MIN_FACE_PX` the crop is upsampled many times over and pasting the edit
+    back covers whatever was detected (on a tiny video: the torso). Small and strongly rolled:
+    at low resolution false detections come at arbitrary in-plane angles, while a real face
+    in a video is nearly always within a moderate tilt."""
+    x0, y0, x1, y1 = obs.bbox
+    side = max(x1 - x0, y1 - y0)
+    if side < MIN_FACE_PX:
+        return f"face of {side:.0f} px is below the {MIN_FACE_PX} px minimum"
+    if side < LOW_RES_FACE_PX and abs(obs.roll) > MAX_LOW_RES_ROLL_DEG:
+        return f"face of {side:.0f} px rolled {obs.roll:.0f}° is more likely a false detection"
+    return None
+
+
 class FacePoseEstimator:
     """Frame in, observation of the followed face out (None when there is no face).
 
@@ -135,7 +158,8 @@ class FacePoseEstimator:
     frame while fewer faces are tracked, i.e. always with one person: ~30% more per frame.)
     Photo mode (`static_image=True`): every face meshed each call, IoU-sticky selection.
     `refine_landmarks`: the real iris points (costly, unused by pose and crop) instead of
-    ones filled in from the eye corners.
+    ones filled in from the eye corners. Detections that are `implausible` (tiny, or small
+    and strongly rolled) count as no face.
     """
 
     def __init__(
@@ -182,18 +206,26 @@ class FacePoseEstimator:
             return None
         box = landmark_boxes(lm[None])[0]
         others = [b for b in self._others if iou(b, box) < 0.3]
-        return observe(lm, (W, H), self.crop_size, self.focal, [box] + others)
+        obs = observe(lm, (W, H), self.crop_size, self.focal, [box] + others)
+        if implausible(obs):
+            self._tracker.reset()  # do not keep following it: search for a real face
+            self._was_following = False
+            return None
+        return obs
 
     def _photo(self, rgb: np.ndarray) -> FaceObservation | None:
         H, W = rgb.shape[:2]
         faces = self._detector(rgb)
-        if len(faces) == 0:
+        observations = [observe(lm, (W, H), self.crop_size, self.focal) for lm in faces]
+        kept = [o for o in observations if not implausible(o)]
+        if not kept:
             self._previous = None
             return None
-        boxes = landmark_boxes(faces)
-        i = select_face(boxes, (W, H), self._previous)
-        self._previous = boxes[i]
-        return observe(faces[i], (W, H), self.crop_size, self.focal, boxes)
+        boxes = [o.bbox for o in kept]
+        chosen = kept[select_face(boxes, (W, H), self._previous)]
+        self._previous = chosen.bbox
+        chosen.all_faces = boxes
+        return chosen
 
     def reset(self) -> None:
         self._previous = None
