@@ -84,8 +84,19 @@ def test_zero_layout_imports(paper_net, layout):
 
 
 def test_extra_top_level_entries_are_ignored(paper_net, layout):
-    ckpt = _layout_checkpoint(layout) | {"opts": {"lr": 1e-4}, "step": torch.tensor(5), "discriminator_state": {}}
-    import_official(paper_net, ckpt)
+    """Training checkpoints also hold optimizer/discriminator state (CONVENTIONS.md §1): the import
+    loads the two state dicts exactly as from a plain file and reports nothing about the rest."""
+    plain = _layout_checkpoint(layout, value_of=lambda i: i + 1)
+    extra = {"opts": {"lr": 1e-4}, "step": torch.tensor(5), "discriminator_state": {"w": torch.ones(3)}, "encoder_optimizer": {}}
+    report = import_official(paper_net, plain | extra)
+    assert report == import_official(EditorNet(PAPER), plain)
+    assert not any(name in key for key in report.loaded + report.ignored_official for name in extra)
+    exported = export_official(paper_net)
+    ignored = set(report.ignored_official)
+    for section in SECTIONS:
+        for key, value in plain[section].items():
+            if f"{section}/{key}" not in ignored:
+                assert torch.equal(exported[section][key], value), key
 
 
 def test_mismatch_names_exactly_the_offending_keys(paper_net, layout):
