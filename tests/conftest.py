@@ -1,22 +1,16 @@
-"""Shared test fixtures: where the reference specification lives."""
+"""Shared test fixtures: the reference specification's conformance vectors."""
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("LIVE3DPE_REFERENCE", REPO.parent / "shared" / "reference"))
-CONFORMANCE = REFERENCE / "conformance"
+from reference_vectors import Conformance
 
 
 @pytest.fixture(scope="session")
-def conformance_dir() -> Path:
-    if not CONFORMANCE.is_dir():
-        pytest.skip(f"reference vectors not found at {CONFORMANCE} (set LIVE3DPE_REFERENCE)")
-    return CONFORMANCE
+def conformance() -> Conformance:
+    """The compact copy shipped in tests/data, plus the full vectors when present
+    (../shared/reference/conformance, or $LIVE3DPE_REFERENCE/conformance): checks run against both."""
+    return Conformance.locate()
 
 
 @pytest.fixture

@@ -2,9 +2,6 @@
 reproduces the official intermediates (CONVENTIONS.md §10, vectors a and b)."""
 from __future__ import annotations
 
-import importlib.util
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -16,21 +13,17 @@ from live3dpe.model.network import EditorNet
 
 pytestmark = pytest.mark.slow  # one paper-size forward pass (~10-30 s on 2 cores)
 
+VEC_A, VEC_B = "vec_a_encoder_edit.npz", "vec_b_encoder_rec.npz"
 INTERMEDIATES = ("elow_backbone", "elow_aspp", "f_feature", "high_feature", "ref_query_tokens", "cross_attn_out", "triplane")
 
 
 @pytest.fixture(scope="module")
-def reference(conformance_dir):
-    spec = importlib.util.spec_from_file_location("synth_weights", conformance_dir / "synth_weights.py")
-    synth = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(synth)
+def reference(conformance):
     return {
-        "synth": synth,
-        "layout": json.loads((conformance_dir.parent / "official_3dpe_checkpoint_layout.json").read_text()),
-        "checksums": json.loads((conformance_dir / "synth_weight_checksums.json").read_text()),
-        "vectors": json.loads((conformance_dir / "vectors.json").read_text()),
-        "a": dict(np.load(conformance_dir / "vec_a_encoder_edit.npz")),
-        "b": dict(np.load(conformance_dir / "vec_b_encoder_rec.npz")),
+        "synth": conformance.synth(),
+        "layout": conformance.json("official_3dpe_checkpoint_layout.json"),
+        "checksums": conformance.json("synth_weight_checksums.json"),
+        "a": conformance.inputs(VEC_A),
     }
 
 
@@ -78,46 +71,27 @@ def test_import_fills_every_parameter_the_official_model_has(run):
     assert all(k.startswith(OURS_NOT_IN_OFFICIAL) for k in run["report"].not_in_checkpoint)
 
 
-def _check_subsampled(t: torch.Tensor, data: dict, name: str, tol: dict, prefix: str | None = None) -> None:
-    """Compare a full tensor with the stored shape, subsample, per-channel stats and abs-sum."""
-    prefix = prefix or name
-    arr = t.detach().double().numpy()
-    assert list(arr.shape) == data[f"{prefix}__shape"].tolist()
-    ref = data[f"{prefix}__val"].astype(np.float64)
-    np.testing.assert_allclose(arr.reshape(-1)[data[f"{prefix}__idx"]], ref, rtol=tol["val_rtol"], atol=tol["val_atol"], err_msg=name)
-    axes = tuple(i for i in range(arr.ndim) if i != tol["channel_axis"])
-    np.testing.assert_allclose(arr.mean(axis=axes), data[f"{prefix}__ch_mean"], atol=tol["stats_atol"], rtol=1e-4, err_msg=name)
-    np.testing.assert_allclose(arr.std(axis=axes), data[f"{prefix}__ch_std"], atol=tol["stats_atol"], rtol=1e-4, err_msg=name)
-    np.testing.assert_allclose(np.abs(arr).sum(), data[f"{prefix}__abs_sum"], rtol=tol["abs_sum_rtol"], err_msg=name)
-
-
 @pytest.mark.parametrize("name", INTERMEDIATES)
-def test_editing_path_intermediates_match_official(run, reference, name):
-    _, tol = reference["vectors"]["descriptions"]["vec_a_encoder_edit.npz"]["subsampled_tensors"][name]
-    _check_subsampled(run["out"][name], reference["a"], name, tol)
+def test_editing_path_intermediates_match_official(run, conformance, name):
+    tol = conformance.tolerance(VEC_A, name)
+    conformance.check(VEC_A, name, run["out"][name], tol["val_atol"], tol["val_rtol"], tol["stats_atol"], tol["abs_sum_rtol"])
 
 
-def test_mae_tokens_match_official(run, reference):
-    a = reference["a"]
-    np.testing.assert_allclose(run["tokens"].numpy(), a["mae_tokens"], atol=3e-5, rtol=0)
-    tol = {"channel_axis": 2, "val_rtol": 0, "val_atol": 3e-5, "stats_atol": 3e-5, "abs_sum_rtol": 1e-5}
-    arr = run["tokens"].double().numpy()
-    np.testing.assert_allclose(arr.mean(axis=(0, 1)), a["mae_tokens_stats__ch_mean"], atol=tol["stats_atol"])
-    np.testing.assert_allclose(arr.std(axis=(0, 1)), a["mae_tokens_stats__ch_std"], atol=tol["stats_atol"])
-    np.testing.assert_allclose(np.abs(arr).sum(), a["mae_tokens_stats__abs_sum"], rtol=tol["abs_sum_rtol"])
+def test_mae_tokens_match_official(run, conformance):
+    conformance.check(VEC_A, "mae_tokens", run["tokens"], atol=3e-5, stats_atol=3e-5, abs_sum_rtol=1e-5)
 
 
-def test_constructor_pos_embed_is_official_sincos_table(reference):
+def test_constructor_pos_embed_is_official_sincos_table(conformance):
     from live3dpe.model.image_prompt import ImagePromptEncoder
 
     pos = ImagePromptEncoder(PAPER).pos_embed
     assert not pos.requires_grad
-    np.testing.assert_allclose(pos.detach().numpy(), reference["a"]["mae_pos_embed_official"], atol=1e-6, rtol=0)
+    conformance.check(VEC_A, "mae_pos_embed_official", pos, atol=1e-6)
 
 
-def test_reconstruction_path_matches_official(run, reference):
-    _, tol = reference["vectors"]["descriptions"]["vec_b_encoder_rec.npz"]["subsampled_tensors"]["triplane"]
-    _check_subsampled(run["rec"], reference["b"], "reconstruction triplane", tol, prefix="triplane")
+def test_reconstruction_path_matches_official(run, conformance):
+    tol = conformance.tolerance(VEC_B, "triplane")
+    conformance.check(VEC_B, "triplane", run["rec"], tol["val_atol"], tol["val_rtol"], tol["stats_atol"], tol["abs_sum_rtol"])
 
 
 def test_reference_preprocessing_matches_official_recipe(reference):

@@ -1,8 +1,6 @@
 """The official-checkpoint importer: `paper` <-> official layout key for key, both ways, strictly."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -22,14 +20,14 @@ from live3dpe.model.network import EditorNet
 
 
 @pytest.fixture(scope="module")
-def layout(conformance_dir):
-    data = json.loads((conformance_dir.parent / "official_3dpe_checkpoint_layout.json").read_text())
+def layout(conformance):
+    data = conformance.json("official_3dpe_checkpoint_layout.json")
     return {s: {k: tuple(v["shape"]) for k, v in data[s].items()} for s in SECTIONS}
 
 
 @pytest.fixture(scope="module")
-def rec_keys(conformance_dir):
-    return json.loads((conformance_dir / "vectors.json").read_text())["rec_encoder_keys"]
+def rec_keys(conformance):
+    return conformance.json("vectors.json")["rec_encoder_keys"]
 
 
 @pytest.fixture(scope="module")

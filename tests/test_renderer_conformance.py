@@ -5,9 +5,6 @@ parameters through the importer's key table (CONVENTIONS.md §2, §5, §6, §8, 
 """
 from __future__ import annotations
 
-import importlib.util
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -21,19 +18,10 @@ from live3dpe.model.triplane import sample_triplane
 
 
 @pytest.fixture(scope="module")
-def reference(conformance_dir):
-    spec = importlib.util.spec_from_file_location("synth_weights", conformance_dir / "synth_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    vectors = json.loads((conformance_dir / "vectors.json").read_text())
-    return module, vectors["descriptions"], conformance_dir
-
-
-@pytest.fixture(scope="module")
-def renderer(reference):
-    synth, _, conformance_dir = reference
-    layout = json.loads((conformance_dir.parent / "official_3dpe_checkpoint_layout.json").read_text())["renderer_state_dict"]
-    checksums = json.loads((conformance_dir / "synth_weight_checksums.json").read_text())["renderer_state_dict"]
+def renderer(conformance):
+    synth = conformance.synth()
+    layout = conformance.json("official_3dpe_checkpoint_layout.json")["renderer_state_dict"]
+    checksums = conformance.json("synth_weight_checksums.json")["renderer_state_dict"]
     model = TriplaneRenderer(PAPER).eval()  # what EditorNet(PAPER).renderer is
     # the renderer's key table does not depend on the preset: read it off a cheap tiny net
     official = {k.removeprefix("renderer."): key for k, (section, key) in official_key_map(EditorNet(TINY)).items() if section == RENDERER}
@@ -56,44 +44,39 @@ def renderer(reference):
     return model
 
 
-def close(ours: torch.Tensor, ref: np.ndarray, atol: float, rtol: float = 0.0) -> None:
-    np.testing.assert_allclose(ours.detach().numpy(), ref, atol=atol, rtol=rtol)
+def test_vec_d_plane_sampling_and_decoder(conformance, renderer):
+    vec = "vec_d_planes_decoder.npz"
+    tol = conformance.tolerance(vec)
+    inputs = conformance.inputs(vec)
+    planes = torch.from_numpy(inputs["planes"]).reshape(1, 96, 64, 64)
+    feats = sample_triplane(planes, torch.from_numpy(inputs["points"]), box_warp=1.0)
+    conformance.check(vec, "sampled_features", feats, tol["sampled_features_atol"])
+    with torch.no_grad():  # our own samples as the decoder's input: they match the reference's to ~1e-7
+        raw = renderer.decoder.logits(feats)
+        rgb, sigma = renderer.decoder(feats)
+    conformance.check(vec, "decoder_raw33", raw[0], tol["decoder_atol"])
+    conformance.check(vec, "sigma", sigma, tol["decoder_atol"])
+    conformance.check(vec, "rgb", rgb, tol["decoder_atol"])
 
 
-def test_vec_d_plane_sampling_and_decoder(reference, renderer):
-    _, desc, conformance_dir = reference
-    tol = desc["vec_d_planes_decoder.npz"]["tolerance"]
-    d = np.load(conformance_dir / "vec_d_planes_decoder.npz")
-    planes = torch.from_numpy(d["planes"]).reshape(1, 96, 64, 64)
-    feats = sample_triplane(planes, torch.from_numpy(d["points"]), box_warp=1.0)
-    close(feats, d["sampled_features"], tol["sampled_features_atol"])
-    with torch.no_grad():
-        raw = renderer.decoder.logits(torch.from_numpy(d["sampled_features"]))
-        rgb, sigma = renderer.decoder(torch.from_numpy(d["sampled_features"]))
-    close(raw[0], d["decoder_raw33"], tol["decoder_atol"])
-    close(sigma, d["sigma"], tol["decoder_atol"])
-    close(rgb, d["rgb"], tol["decoder_atol"])
-
-
-def test_vec_e_raymarcher(reference):
-    _, desc, conformance_dir = reference
-    tol = desc["vec_e_raymarch.npz"]["tolerance"]
-    e = np.load(conformance_dir / "vec_e_raymarch.npz")
-    colors = torch.from_numpy(np.load(conformance_dir / "vec_e_raymarch_colors.npz")["colors_u8"]).float() / 255
-    rgb, depth, weights = raymarch(colors, torch.from_numpy(e["densities"]), torch.from_numpy(e["depths"]))
-    close(rgb, e["rgb"], tol["rgb_atol"])
-    close(depth, e["depth"], tol["depth_atol"])
-    close(weights, e["weights"], tol["weights_atol"])
+def test_vec_e_raymarcher(conformance):
+    vec = "vec_e_raymarch.npz"
+    tol = conformance.tolerance(vec)
+    inputs = conformance.inputs(vec)
+    colors = torch.from_numpy(inputs["colors_u8"]).float() / 255
+    rgb, depth, weights = raymarch(colors, torch.from_numpy(inputs["densities"]), torch.from_numpy(inputs["depths"]))
+    conformance.check(vec, "rgb", rgb, tol["rgb_atol"])
+    conformance.check(vec, "depth", depth, tol["depth_atol"])
+    conformance.check(vec, "weights", weights, tol["weights_atol"])
 
 
 @pytest.mark.slow  # two full paper-size SR passes (128 -> 512): ~10 s each on 2 idle cores
 @pytest.mark.parametrize("folded", [False, True], ids=["modulated", "folded"])
-def test_vec_f_superresolution(reference, renderer, folded):
-    _, desc, conformance_dir = reference
-    tol = desc["vec_f_superres.npz"]["tolerance"]
-    f = np.load(conformance_dir / "vec_f_superres.npz")
-    np.testing.assert_array_equal(renderer.const.detach().numpy(), f["const"])
-    features = torch.from_numpy(f["features"])
+def test_vec_f_superresolution(conformance, renderer, folded):
+    vec = "vec_f_superres.npz"
+    tol = conformance.tolerance(vec)
+    np.testing.assert_array_equal(renderer.const.detach().numpy(), conformance.kept(vec, "const"))
+    features = torch.from_numpy(conformance.inputs(vec)["features"])
     renderer.fold_superres(folded)
     sr = renderer.superres_folded if folded else renderer.superres
     captured = {}
@@ -102,12 +85,5 @@ def test_vec_f_superresolution(reference, renderer, folded):
         out = sr(features, renderer.const.reshape(1, -1))
     hook.remove()
     renderer.fold_superres(False)
-    block0_img = captured["img"]
-    close(block0_img, f["block0_img"], tol["val_atol"], tol["val_rtol"])
-    close(out, f["sr_full"], tol["val_atol"], tol["val_rtol"])
-    flat = out.numpy().reshape(-1)
-    np.testing.assert_allclose(flat[f["sr__idx"]], f["sr__val"], atol=tol["val_atol"], rtol=tol["val_rtol"])
-    o64 = out.double().numpy()
-    np.testing.assert_allclose(o64.mean((0, 2, 3)), f["sr__ch_mean"], atol=tol["stats_atol"])
-    np.testing.assert_allclose(o64.std((0, 2, 3)), f["sr__ch_std"], atol=tol["stats_atol"])
-    np.testing.assert_allclose(np.abs(o64).sum(), f["sr__abs_sum"], rtol=tol["abs_sum_rtol"])
+    conformance.check(vec, "block0_img", captured["img"], tol["val_atol"], tol["val_rtol"])
+    conformance.check(vec, "sr_full", out, tol["val_atol"], tol["val_rtol"], tol["stats_atol"], tol["abs_sum_rtol"])
