@@ -215,12 +215,16 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
-    for phase, samples in result["samples"].items():
+    steady_p95 = [1.0]
+    for i, (phase, samples) in enumerate(result["samples"].items()):
+        colour = f"C{i}"
         t = [s["t_s"] / 60 for s in samples]
-        axes[0].plot(t, [s["rss_mb"] for s in samples], label=phase)
-        axes[1].plot(t, [s["fps"] for s in samples], label=phase)
-        axes[2].plot(t, [s["latency_ms_p95"] for s in samples], label=f"{phase} p95")
-        axes[2].plot(t, [s["latency_ms_p50"] for s in samples], "--", label=f"{phase} p50")
+        axes[0].plot(t, [s["rss_mb"] for s in samples], color=colour, label=phase)
+        axes[1].plot(t, [s["fps"] for s in samples], color=colour, label=phase)
+        axes[2].plot(t, [s["latency_ms_p95"] for s in samples], color=colour, label=f"{phase} p95")
+        axes[2].plot(t, [s["latency_ms_p50"] for s in samples], "--", color=colour, label=f"{phase} p50")
+        steady_p95 += [s["latency_ms_p95"] for s in samples if s["t_s"] >= result["warmup_s"] and s["latency_ms_p95"]]
+    axes[2].set_ylim(0, 1.5 * max(steady_p95))  # the warm-up's first frames would flatten the rest
     for ax, label in zip(axes, ("RSS (MB)", "output FPS", "latency (ms)")):
         ax.set_ylabel(label)
         ax.axvline(result["warmup_s"] / 60, color="grey", lw=0.8, ls=":")
