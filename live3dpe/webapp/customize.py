@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .portrait import NoFaceError, check_image
+from .protocol import clean_prompt
 
 MAX_PAIRS = 20
 Progress = Callable[[float, str], None]
@@ -64,7 +65,7 @@ def photo_pairs(
         raise ValueError(f"got {len(befores)} before and {len(afters)} after images; they must pair up")
     if not 1 <= len(befores) <= MAX_PAIRS:
         raise ValueError(f"give 1..{MAX_PAIRS} image pairs, got {len(befores)}")
-    prompt = (prompt or "").strip() or None
+    prompt = clean_prompt(prompt)
     if prompt is None and reference is None:
         raise ValueError("name the style with a text prompt or a reference image")
     r = editor.input_resolution

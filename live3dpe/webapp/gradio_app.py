@@ -53,8 +53,9 @@ class LiveSession:
         from live3dpe.stream.engine import Work
         from live3dpe.stream.frame import Frame
         from live3dpe.stream.stages import naive_step
+        from live3dpe.webapp.protocol import clean_prompt
 
-        prompt = (prompt or "").strip() or None
+        prompt = clean_prompt(prompt)  # the Textbox's max_length is only checked in the browser
         if prompt != self.control.get().prompt_text:
             self.control.update(prompt_text=prompt)
         self.index += 1

@@ -17,6 +17,7 @@ import torch
 
 from live3dpe.model.cameras import Camera, orbit_path
 from live3dpe.model.types import Planes
+from live3dpe.webapp.protocol import clean_prompt
 
 if TYPE_CHECKING:
     from live3dpe.pose.estimator import FaceObservation
@@ -88,8 +89,9 @@ class PortraitService:
         return warp_crop(image, obs.crop_affine, obs.crop_size), model_crop, camera, obs
 
     def prompt(self, text: str | None = None, image: np.ndarray | None = None):
-        """The prompt embedding, or None (reconstruction only) when neither is given."""
-        text = (text or "").strip() or None
+        """The prompt embedding, or None (reconstruction only) when neither is given. The text
+        limit is enforced here, not only by the page (a client can call the app's API directly)."""
+        text = clean_prompt(text)
         if image is not None:
             image = check_image(image, "reference image")
         if text is None and image is None:

@@ -135,6 +135,46 @@ def test_truncated_input_is_a_warning_with_the_counts_and_an_error_with_strict(t
     assert not (tmp_path / "strict.mp4").exists()
 
 
+def test_corrupt_packets_mid_file_are_a_warning_with_the_counts_and_an_error_with_strict(tmp_path, stand_in, caplog, capsys):
+    """Build list: corrupt input. 2 KB of garbage a third of the way in: the broken frames are
+    skipped and counted like a short read, never a traceback or a silent short output."""
+    src = write_clip(tmp_path / "in.mp4", frames=60)
+    data = bytearray(src.read_bytes())
+    start = len(data) // 3
+    data[start : start + 2048] = np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8).tobytes()
+    src.write_bytes(bytes(data))
+    out = tmp_path / "out.mp4"
+    assert main(["process", str(src), str(out)]) == 0
+    written = frame_count(out)
+    assert 0 < written < 60
+    assert f"declares 60 frames but only {written} could be decoded" in caplog.text
+    assert main(["process", str(src), str(tmp_path / "strict.mp4"), "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "declares 60 frames" in err and "Traceback" not in err
+    assert _leftovers(tmp_path, src, out) == []
+
+
+def test_odd_frame_size_keeps_every_frame(tmp_path, stand_in):
+    """Build list: odd input. A 97x63 video (yuv420p needs even sizes) keeps all its frames, padded by one pixel."""
+    from fractions import Fraction
+
+    src = tmp_path / "odd.mp4"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 97, 63, "yuv420p"
+        for i in range(8):
+            vf = av.VideoFrame.from_ndarray(np.full((63, 97, 3), 40 + 20 * i, np.uint8), format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, 10)
+            c.mux(s.encode(vf))
+        c.mux(s.encode(None))
+    out = tmp_path / "out.mp4"
+    assert main(["process", str(src), str(out)]) == 0
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 8 and frames[0].shape == (64, 98, 3)
+    assert abs(int(frames[0][:63, :97].mean()) - (255 - 40)) < 6  # the stand-in edit, not a pass-through
+
+
 @pytest.mark.parametrize(
     ("content", "needle"),
     [(b"", "cannot read"), (b"this is not a video\n" * 10, "cannot read"), (None, "no video stream")],

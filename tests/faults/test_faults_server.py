@@ -45,6 +45,18 @@ async def _stuck_offer() -> str:
     return "".join(line + "\r\n" for line in sdp.splitlines() if not line.startswith(("a=candidate", "a=end-of-candidates")))
 
 
+async def _abandoned_offer() -> str:
+    """A complete offer (with its candidates) from a client that then goes away: it never connects."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(SourceTrack(_faces()))
+    pc.createDataChannel("control")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    assert "a=candidate" in sdp
+    return sdp
+
+
 async def _post(http: aiohttp.ClientSession, url: str, body: str, **headers) -> tuple[int, dict]:
     async with http.post(f"{url}/offer", data=body, headers=headers) as r:
         return r.status, await r.json()
@@ -124,6 +136,45 @@ def test_stuck_ice_sessions_are_dropped_and_free_their_slot():
     asyncio.run(scenario())
 
 
+def test_offer_whose_client_never_connects_frees_its_slot_within_the_timeout():
+    """Defect 1: an offer whose client never connected held a slot for about 65 s (ICE's own timeout)."""
+
+    async def scenario():
+        server = _server(max_peers=1, connect_timeout_s=1.0)
+        offer = json.dumps({"sdp": await _abandoned_offer(), "type": "offer"})
+        async with running_app(server.app) as url, aiohttp.ClientSession() as http:
+            assert (await _post(http, url, offer, **{"Content-Type": "application/json"}))[0] == 200
+            assert (await _post(http, url, offer, **{"Content-Type": "application/json"}))[0] == 503
+            for _ in range(60):  # bounded: 6 s for a 1 s timeout, far below ICE's own ~65 s
+                if not server.sessions:
+                    break
+                await asyncio.sleep(0.1)
+            assert not server.sessions
+
+    asyncio.run(scenario())
+
+
+def test_model_failing_on_one_frame_keeps_the_peer_and_the_edit():
+    """Build list: a model that raises on one frame; that frame goes out unedited, the session lives on."""
+    calls = {"n": 0}
+
+    def flaky(work: Work) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("CUDA error: out of memory")
+        _invert(work)
+
+    async def scenario():
+        server = WebRTCServer(lambda: [Stage("flaky", flaky)])
+        async with running_app(server.app) as url, LoopbackClient(url, _faces()) as client:
+            await client.wait_for(lambda: calls["n"] > 6, what="frames after the failing one")
+            got = await client.next_frame(skip=2)
+            assert client.closest_sent(got, lambda s: 255 - s)[1] < 20  # edited again
+            assert len(server.sessions) == 1
+
+    asyncio.run(scenario())
+
+
 def test_connect_timeout_must_be_positive():
     with pytest.raises(ValueError, match="connect_timeout_s"):
         _server(connect_timeout_s=0)
@@ -183,6 +234,32 @@ def test_initial_prompt_over_the_limit_is_refused():
     """Defect 9: the 300-character prompt limit was only enforced by the page."""
     with pytest.raises(ValueError, match="too long"):
         WebRTCServer(lambda: [], initial_control={"prompt_text": "x" * (protocol.MAX_PROMPT_CHARS + 1)})
+
+
+def test_gradio_app_enforces_the_prompt_limit_server_side(monkeypatch):
+    """Defect 9: the 300-character limit of the gradio app's prompt boxes was only checked in the browser
+    (`max_length`), so a direct API call reached the model with any length."""
+    import numpy as np
+
+    from live3dpe.stream import stages
+    from live3dpe.webapp import customize
+    from live3dpe.webapp.gradio_app import LiveSession
+    from live3dpe.webapp.portrait import PortraitService
+
+    class NoModel:
+        def encode_prompt(self, text=None, image=None):
+            raise AssertionError(f"a {len(text)}-character prompt reached the model")
+
+    long = "x" * (protocol.MAX_PROMPT_CHARS + 1)
+    with pytest.raises(ValueError, match="too long"):
+        PortraitService(NoModel()).prompt(long)
+    monkeypatch.setattr(stages, "build_stages", lambda editor: [])
+    with pytest.raises(ValueError, match="too long"):
+        LiveSession(NoModel()).process(np.zeros((64, 64, 3), np.uint8), long)
+    photo = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="too long"):
+        customize.photo_pairs(NoModel(), None, [photo], [photo], long, None, "mine")
+    assert PortraitService(NoModel()).prompt("  ") is None  # blank still means no prompt
 
 
 def test_media_sockets_bind_loopback_when_signalling_is_loopback():
