@@ -13,6 +13,8 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
+    from live3dpe.model.known_styles import prompt_help_epilog
+
     p = subparsers.add_parser(
         "eval",
         help="measure edit quality, identity, 3D consistency and flicker (synthetic ground truth, or real faces)",
@@ -21,6 +23,7 @@ def register(subparsers) -> None:
         "With --real DIR: edit a folder of real portraits and measure identity (dlib), colour direction, sharpness, "
         "spread and time; writes real_faces.json/.md, a contact sheet and the edits pasted into the photos. "
         "With --real-clip CLIP: identity, flicker with and without smoothing and fps on a real video.",
+        epilog=prompt_help_epilog(),
     )
     real = p.add_mutually_exclusive_group()
     real.add_argument("--real", type=Path, default=None, metavar="DIR", help="folder of real portraits (aligned or not)")

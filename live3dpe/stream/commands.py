@@ -20,7 +20,10 @@ MESH_RESOLUTIONS = (16, 512)  # below: no recognisable head; above: gigabytes of
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("live", help="edit a live camera (or clip) in real time", description="Capture, edit the face in 3D, show or send it on.")
+    from live3dpe.model.known_styles import prompt_help_epilog
+
+    epilog = prompt_help_epilog()
+    p = subparsers.add_parser("live", help="edit a live camera (or clip) in real time", description="Capture, edit the face in 3D, show or send it on.", epilog=epilog)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", type=int, default=None, metavar="N", help="camera index (default 0)")
     src.add_argument("--source", default=None, metavar="synthetic|FILE|DIR", help="synthetic face, a video file or an image folder instead of a camera")
@@ -44,6 +47,7 @@ def register(subparsers) -> None:
         "error and writes nothing. Frames passed through after an error, or an input shorter than it declares "
         "(truncated file), are warnings with the counts, and errors with --strict. OUT is written atomically "
         "(no partial file on failure, Ctrl+C or SIGTERM).",
+        epilog=epilog,
     )
     p.add_argument("input", type=Path, metavar="IN.mp4")
     p.add_argument("output", type=Path, metavar="OUT.mp4")
@@ -57,6 +61,7 @@ def register(subparsers) -> None:
         help="edit one portrait: aligned crop, edited image, novel views, orbit video, mesh",
         description="Edit one portrait and write the results into DIR. Every argument is checked before any "
         "work; the files appear in DIR only when all of them were made (existing files of the same name are replaced).",
+        epilog=epilog,
     )
     p.add_argument("portrait", type=Path, metavar="PORTRAIT.jpg")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -97,10 +102,12 @@ def _add_model_args(p: argparse.ArgumentParser, modes: bool = True) -> None:
 
 def load_editor(args):
     """The Editor for `--checkpoint`/`--device` (the bundled default model when none is given),
-    compiled for the pipeline's per-stage thread count with `--compile`."""
+    compiled for the pipeline's per-stage thread count with `--compile`. A `--prompt` is then
+    matched to the model's known styles and the result logged, so a run says what it can edit."""
     import torch
 
     from live3dpe.model.editor import Editor
+    from live3dpe.model.known_styles import log_prompt_check
 
     from .stages import pipeline_torch_threads
 
@@ -109,6 +116,7 @@ def load_editor(args):
     if getattr(args, "compile", False):
         log.info("compiling the model (about two minutes the first time, ~10 s once cached)")
         editor.compile(threads=pipeline_torch_threads())
+    log_prompt_check(editor, _prompt(getattr(args, "prompt", None)))
     return editor
 
 

@@ -10,11 +10,14 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from live3dpe.model.known_styles import prompt_help_epilog
+
     serve = subparsers.add_parser(
         "serve",
         help="WebRTC demo: edit your camera live in the browser",
         description="Serve a page that sends the camera over WebRTC and shows the edited stream. "
         "Browsers allow the camera only on https:// or localhost: use --cert/--key to serve other machines.",
+        epilog=prompt_help_epilog(),
     )
     _common(serve, port=8080)
     serve.add_argument("--max-peers", type=int, default=2, help="simultaneous browser connections (default 2)")
@@ -57,6 +60,7 @@ def _check_port(port: int) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from live3dpe.model.known_styles import editor_known_styles, prompt_feedback, styles_payload
     from live3dpe.stream.commands import load_editor
     from live3dpe.stream.stages import build_stages
 
@@ -68,7 +72,11 @@ def run_serve(args: argparse.Namespace) -> int:
         log.warning("serving on %s without --cert/--key: browsers on other machines will refuse the camera", args.host)
     editor = load_editor(args)
     initial = {"prompt_text": args.prompt} if args.prompt else None
-    server = WebRTCServer(lambda: build_stages(editor), max_peers=args.max_peers, initial_control=initial)
+    server = WebRTCServer(
+        lambda: build_stages(editor), max_peers=args.max_peers, initial_control=initial,
+        known_styles=styles_payload(editor_known_styles(editor)),
+        prompt_feedback=lambda text: prompt_feedback(editor, text),
+    )  # fmt: skip
     scheme = "https" if ctx else "http"
     print(f"live3dpe serve: open {scheme}://{args.host}:{args.port}/ (Ctrl+C to stop)")
     web.run_app(server.app, host=args.host, port=args.port, ssl_context=ctx, print=None)

@@ -139,6 +139,15 @@ class UiHandlers:
         self.styles.add(name, editor)
         return name, pairs.prompt.text
 
+    def prompt_feedback(self, text: str | None) -> str:
+        """Markdown for under a prompt box: the base model's nearest known style, a warning when far."""
+        from live3dpe.model.known_styles import prompt_feedback
+
+        info = prompt_feedback(self.styles.get(self.styles.default), text)
+        if info is None:
+            return ""
+        return f"⚠️ **{info['message']}**" if info["known"] is False else info["message"]
+
     def live(self, frame, prompt: str, style: str, session: LiveSession | None):
         if frame is None:
             return None, session
@@ -157,6 +166,8 @@ def _synthetic_styles() -> list[str]:
 
 def build_app(styles: StyleBook, workdir: Path | None = None):
     """The gradio Blocks app (not launched)."""
+    from live3dpe.model.known_styles import editor_known_styles, styles_line
+
     gr = _gradio()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="live3dpe-ui-"))
     h = UiHandlers(styles, workdir)
@@ -173,15 +184,25 @@ def build_app(styles: StyleBook, workdir: Path | None = None):
 
         return run
 
+    def prompt_help(box) -> None:
+        """The known styles under a prompt box (examples fill it in) and the typed prompt's nearest one."""
+        if known:
+            examples = [[s.example] for s in known]
+            gr.Examples(examples, inputs=[box], label="Known styles", example_labels=[s.label for s in known], examples_per_page=len(known))
+        match = gr.Markdown()
+        box.change(h.prompt_feedback, box, match, trigger_mode="always_last", show_progress="hidden", concurrency_limit=None, api_name=False)  # fmt: skip
+
+    known = editor_known_styles(styles.get(styles.default))
     # the style pickers are shared by several tabs; created here, placed with .render()
     live_style = gr.Dropdown(styles.names(), value=styles.default, label="Style (model)", render=False)
     with gr.Blocks(title="live3dpe", analytics_enabled=False) as app:
-        gr.Markdown("# live3dpe\nEdit a portrait in 3D from a text or image prompt.")
+        gr.Markdown(f"# live3dpe\nEdit a portrait in 3D from a text or image prompt. The model's {styles_line(known)}.")
         with gr.Tab("Edit"):
             with gr.Row():
                 with gr.Column():
                     portrait = gr.Image(label="Portrait", sources=["upload", "webcam"], type="numpy")
                     text = gr.Textbox(label="Text prompt", placeholder="e.g. a bronze statue", max_length=300)
+                    prompt_help(text)
                     reference = gr.Image(label="…or a reference image prompt", sources=["upload"], type="numpy")
                     style = gr.Dropdown(styles.names(), value=styles.default, label="Style (model)")
                     go = gr.Button("Edit", variant="primary")
@@ -245,6 +266,7 @@ def build_app(styles: StyleBook, workdir: Path | None = None):
             with gr.Row():
                 live_prompt = gr.Textbox(label="Text prompt", max_length=300)
                 live_style.render()
+            prompt_help(live_prompt)
             session = gr.State()
             cam.stream(
                 guarded(h.live), [cam, live_prompt, live_style, session], [live_out, session],

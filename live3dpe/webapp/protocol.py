@@ -8,7 +8,9 @@ with any subset of the fields in `CONTROL_FIELDS`; the server applies them to th
 `Control` in one update and answers `{"type": "state", ...}` with the resulting settings and
 their `version`. Every `STATS_PERIOD_S` it pushes `{"type": "stats", ...}` (FPS, latency,
 per-stage times) including `applied_version`: the control version of the last frame that
-went out, so the page knows when a change has reached the video. Bad messages get
+went out, so the page knows when a change has reached the video. After a text prompt is
+applied, `{"type": "prompt_match", ...}` names its nearest known style and whether the model
+knows it (`known`: false means a weak or arbitrary edit). Bad messages get
 `{"type": "error", "message": ...}` and change nothing.
 """
 from __future__ import annotations
@@ -154,6 +156,11 @@ def state_message(state: ControlState) -> dict[str, Any]:
         "mode": state.mode,
         **{name: getattr(state, name) for name in _BOOL_FIELDS},
     }
+
+
+def prompt_match_message(feedback: dict[str, Any]) -> dict[str, Any]:
+    """The nearest known style of the prompt just applied (`known_styles.prompt_feedback`)."""
+    return {"type": "prompt_match", **feedback}
 
 
 def stats_message(snapshot: dict[str, Any], applied_version: int | None) -> dict[str, Any]:

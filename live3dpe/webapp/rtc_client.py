@@ -64,6 +64,7 @@ class LoopbackClient:
         self.n_received = 0
         self.states: list[dict] = []
         self.errors: list[str] = []
+        self.prompt_matches: list[dict] = []
         self.stats: dict | None = None
         self._news = asyncio.Condition()
         self._tasks: list[asyncio.Task] = []
@@ -118,6 +119,8 @@ class LoopbackClient:
             self.stats = msg
         elif msg["type"] == "error":
             self.errors.append(msg["message"])
+        elif msg["type"] == "prompt_match":
+            self.prompt_matches.append(msg)
         await self._notify()
 
     async def wait_for(self, predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"):

@@ -33,6 +33,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from live3dpe.model.known_styles import styles_payload
 from live3dpe.stream.control import Control
 from live3dpe.stream.engine import Engine, Stage, Work
 from live3dpe.stream.stats import Stats
@@ -47,12 +48,15 @@ MAX_OFFER_BYTES = 64 * 1024
 CONNECT_TIMEOUT_S = 15.0  # offer answered -> media flowing; a real client needs about a second
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 StageFactory = Callable[[], Sequence[Stage]]
+PromptFeedback = Callable[[str], "dict | None"]  # typed prompt -> nearest known style (known_styles.prompt_feedback)
 
 
 class PeerSession:
     """One browser connection: peer connection, engine, control and stats."""
 
-    def __init__(self, pc: RTCPeerConnection, make_stages: StageFactory, initial: dict | None = None) -> None:
+    def __init__(
+        self, pc: RTCPeerConnection, make_stages: StageFactory, initial: dict | None = None, feedback: PromptFeedback | None = None
+    ) -> None:
         self.id = uuid.uuid4().hex[:8]
         self.pc = pc
         self.control = Control(**(initial or {}))
@@ -61,6 +65,8 @@ class PeerSession:
         self.engine: Engine | None = None
         self.applied_version: int | None = None
         self._make_stages = make_stages
+        self._feedback = feedback
+        self._feedback_tasks: set[asyncio.Task] = set()  # referenced until done, so none is collected mid-way
         self._stats_task: asyncio.Task | None = None
         self.watchdog: asyncio.Task | None = None  # drops the peer if it never connects
         self._closed = False
@@ -88,7 +94,9 @@ class PeerSession:
     def attach_channel(self, channel: RTCDataChannel) -> None:
         self.channel = channel
         channel.on("message", self._on_message)
-        self._send(protocol.state_message(self.control.get()))
+        state = self.control.get()
+        self._send(protocol.state_message(state))
+        self._report_prompt(state.prompt_text)
         self._stats_task = asyncio.ensure_future(self._push_stats())
 
     def _on_message(self, raw: str | bytes) -> None:
@@ -107,6 +115,27 @@ class PeerSession:
             return
         log.info("peer %s: control v%d %s", self.id, state.version, sorted(k for k in msg if k != "type"))
         self._send(protocol.state_message(state))
+        if "prompt" in msg:
+            self._report_prompt(state.prompt_text)
+
+    def _report_prompt(self, text: str | None) -> None:
+        """Send the nearest known style of a text prompt, worked out off the event loop
+        (the text encoder may need seconds the first time)."""
+        if self._feedback is None or not text:
+            return
+
+        async def report() -> None:
+            try:
+                feedback = await asyncio.get_running_loop().run_in_executor(None, self._feedback, text)
+            except Exception:  # feedback is advice: never let it end the session
+                log.exception("peer %s: prompt feedback failed", self.id)
+                return
+            if feedback is not None:
+                self._send(protocol.prompt_match_message(feedback))
+
+        task = asyncio.ensure_future(report())
+        self._feedback_tasks.add(task)
+        task.add_done_callback(self._feedback_tasks.discard)
 
     def _send(self, msg: dict) -> None:
         if self.channel is not None and self.channel.readyState == "open":
@@ -145,7 +174,11 @@ class WebRTCServer:
         *,
         allowed_origins: Sequence[str] = (),
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        known_styles: dict | None = None,
+        prompt_feedback: PromptFeedback | None = None,
     ) -> None:
+        """known_styles: what GET /styles answers (`known_styles.styles_payload`); prompt_feedback:
+        the nearest known style of a typed prompt, sent to the page after each Apply."""
         if max_peers < 1:
             raise ValueError(f"max_peers must be at least 1, got {max_peers}")
         if not connect_timeout_s > 0:
@@ -157,6 +190,8 @@ class WebRTCServer:
             self.initial_control["prompt_text"] = protocol.clean_prompt(self.initial_control["prompt_text"])
         self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
         self.connect_timeout_s = connect_timeout_s
+        self.known_styles = known_styles or styles_payload(None)
+        self.prompt_feedback = prompt_feedback
         self.sessions: dict[str, PeerSession] = {}
         self.app = web.Application(client_max_size=MAX_OFFER_BYTES)
         self.app.add_routes(
@@ -164,6 +199,7 @@ class WebRTCServer:
                 web.get("/", self._index),
                 web.post("/offer", self._offer),
                 web.get("/health", self._health),
+                web.get("/styles", self._styles),
                 web.static("/static", STATIC_DIR),
             ]
         )
@@ -174,6 +210,9 @@ class WebRTCServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"peers": len(self.sessions), "max_peers": self.max_peers})
+
+    async def _styles(self, request: web.Request) -> web.Response:
+        return web.json_response(self.known_styles)
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         """Why a request to /offer must not be served (cross-site, rebound DNS name, not JSON), or None."""
@@ -203,7 +242,7 @@ class WebRTCServer:
             return _error(503, f"server is full ({self.max_peers} peers); try again later")
 
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        session = PeerSession(pc, self.make_stages, self.initial_control)
+        session = PeerSession(pc, self.make_stages, self.initial_control, self.prompt_feedback)
         self.sessions[session.id] = session
 
         @pc.on("track")

@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const live3dpe = { pc: null, channel: null, state: null, stats: null, errors: [] };
+const live3dpe = { pc: null, channel: null, state: null, stats: null, errors: [], knownStyles: null, promptMatch: null };
 window.live3dpe = live3dpe;
 
 function setStatus(text) { $("status").textContent = text; }
@@ -34,6 +34,10 @@ function onMessage(event) {
   } else if (msg.type === "state") {
     live3dpe.state = msg;
     $("error").textContent = "";
+  } else if (msg.type === "prompt_match") {
+    live3dpe.promptMatch = msg;
+    $("prompt-match").textContent = msg.message;
+    $("prompt-match").className = msg.known === false ? "warning" : "";
   } else if (msg.type === "error") {
     showError(msg.message);
   }
@@ -116,6 +120,25 @@ async function referenceDataUrl(file) {
   canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
   return canvas.toDataURL("image/jpeg", 0.9);
 }
+
+// What the model was trained on (GET /styles): a line under the prompt and its examples as suggestions.
+async function loadKnownStyles() {
+  try {
+    const resp = await fetch("styles");
+    const info = await resp.json();
+    live3dpe.knownStyles = info.known_styles;
+    $("known-styles").textContent = info.line;
+    for (const style of info.known_styles || []) {
+      const option = document.createElement("option");
+      option.value = style.example;
+      option.label = style.label;
+      $("style-examples").appendChild(option);
+    }
+  } catch (err) {
+    $("known-styles").textContent = "known styles: could not be read from the server";
+  }
+}
+loadKnownStyles();
 
 $("start").addEventListener("click", start);
 $("stop").addEventListener("click", stop);

@@ -1,0 +1,236 @@
+"""What a checkpoint knows: the styles it was trained on, and how near a typed prompt is to them.
+
+Users type free text, but a trained checkpoint only learned the styles listed in its metadata
+(`training["styles_trained"]`). This module names those styles and matches a prompt to the
+nearest one with the editor's own text back-end (pooled sentence embedding, cosine similarity,
+max over each style's training phrases), so the CLI, the gradio app and the WebRTC page can say
+"nearest known style ..." and warn when nothing is near. Checkpoints that do not record their
+styles (official or random weights) give `None`: unknown, said once, never warned about.
+
+Threshold, measured with MiniLM (the bundled model's back-end) against the 11 styles of
+default_tiny: held-out phrases (`Style.heldout_phrases`, 55) score 0.52-0.97 against their own
+style (mean 0.74; 53/55 have their own style as the nearest: "a bust sculpted from gold" -> bronze,
+"give them bright copper hair" -> grey hair); unrelated prompts score at most 0.45 ("a photo of
+a cat" 0.33, "make it look like a banana" 0.45, "asdf" 0.31, "hello" 0.33, "a dog" 0.26,
+"turn into a pirate" 0.44). 0.5 sits between the two. Style-like requests the model never saw
+land near it ("make him an elf" 0.56 -> pale vampire, "make it a watercolor painting" 0.60 ->
+pop art): they pass, with the style they will actually get named in the message.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from .text_prompt import TextBackend
+
+log = logging.getLogger(__name__)
+
+SIMILARITY_THRESHOLD = 0.5  # below: "the model does not know this style" (figures in the module docstring)
+UNKNOWN_NOTE = "this model does not record which styles it was trained on; any text is tried as it is"
+
+
+@dataclass(frozen=True)
+class KnownStyle:
+    """One trained style: its catalogue name, the phrases it was trained with, one to show."""
+
+    name: str  # catalogue key, e.g. "golden_statue"
+    phrases: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+    @property
+    def example(self) -> str:
+        return self.phrases[0]
+
+
+def known_styles(training: Mapping[str, Any] | None) -> tuple[KnownStyle, ...] | None:
+    """The styles a checkpoint's `training` metadata lists, or None when it lists none (unknown).
+
+    A listed name missing from the catalogue still counts, matched by its own label."""
+    from live3dpe.synth.styles import STYLES
+
+    names = (training or {}).get("styles_trained")
+    if not names:
+        return None
+    styles = []
+    for name in names:
+        style = STYLES.get(name)
+        styles.append(KnownStyle(name, tuple(style.train_phrases) if style else (name.replace("_", " "),)))
+    return tuple(styles)
+
+
+def checkpoint_known_styles(path: str | Path) -> tuple[KnownStyle, ...] | None:
+    """Known styles from a checkpoint's JSON sidecar: no tensors, no network (for `--help`).
+
+    A missing or unreadable sidecar is "unknown", not an error: help text must always print."""
+    try:
+        meta = json.loads(Path(path).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    return known_styles(meta.get("training") if isinstance(meta, dict) else None)
+
+
+def bundled_known_styles() -> tuple[KnownStyle, ...] | None:
+    """Known styles of the bundled default model (whichever `DEFAULT_WEIGHTS` points at)."""
+    from .editor import DEFAULT_WEIGHTS
+
+    return checkpoint_known_styles(DEFAULT_WEIGHTS)
+
+
+def styles_line(styles: Sequence[KnownStyle] | None) -> str:
+    """One line naming the known styles, for help texts and pages."""
+    if not styles:
+        return f"known styles: unknown ({UNKNOWN_NOTE})"
+    return f"known styles: {', '.join(s.label for s in styles)}; other text is matched to the nearest of them"
+
+
+def prompt_help_epilog() -> str:
+    """The `--help` epilog of every command that takes `--prompt`."""
+    return f"The bundled model's {styles_line(bundled_known_styles())}."
+
+
+@dataclass(frozen=True)
+class StyleMatch:
+    """A prompt's nearest known style and how near it is."""
+
+    prompt: str
+    style: KnownStyle
+    similarity: float
+
+    @property
+    def known(self) -> bool:
+        return self.similarity >= SIMILARITY_THRESHOLD
+
+    def message(self) -> str:
+        line = f'prompt "{self.prompt}" → nearest known style "{self.style.label}" (similarity {self.similarity:.2f})'
+        if not self.known:
+            line += "; the model does not know this style; the output will be a weak or arbitrary edit"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form for the web pages."""
+        return {
+            "prompt": self.prompt,
+            "style": self.style.name,
+            "label": self.style.label,
+            "similarity": round(self.similarity, 3),
+            "known": self.known,
+            "message": self.message(),
+        }
+
+
+class StyleMatcher:
+    """Matches prompts to `styles` with `backend`; the phrase embeddings are computed on first use."""
+
+    def __init__(self, styles: Sequence[KnownStyle], backend: TextBackend) -> None:
+        if not styles:
+            raise ValueError("a StyleMatcher needs at least one known style")
+        self.styles = tuple(styles)
+        self.backend = backend
+        self._lock = threading.Lock()
+        self._bank: tuple[torch.Tensor, list[int]] | None = None  # [P, D] unit rows, style index per row
+
+    def _embed(self, text: str) -> torch.Tensor:
+        pooled = self.backend.encode(text).pooled[0].float().cpu()
+        return pooled / pooled.norm().clamp_min(1e-8)
+
+    def _phrases(self) -> tuple[torch.Tensor, list[int]]:
+        import torch
+
+        with self._lock:
+            if self._bank is None:
+                rows = [(self._embed(p), i) for i, s in enumerate(self.styles) for p in s.phrases]
+                self._bank = (torch.stack([r for r, _ in rows]), [i for _, i in rows])
+            return self._bank
+
+    def similarities(self, prompt_text: str) -> dict[str, float]:
+        """Style name -> max cosine similarity of the prompt to that style's training phrases."""
+        bank, owner = self._phrases()
+        sims = (bank @ self._embed(prompt_text)).tolist()
+        best: dict[str, float] = {}
+        for sim, i in zip(sims, owner):
+            name = self.styles[i].name
+            best[name] = max(best.get(name, -1.0), sim)
+        return best
+
+    def nearest_style(self, prompt_text: str) -> tuple[KnownStyle, float]:
+        sims = self.similarities(prompt_text)
+        style = max(self.styles, key=lambda s: sims[s.name])
+        return style, sims[style.name]
+
+    def match(self, prompt_text: str) -> StyleMatch:
+        style, sim = self.nearest_style(prompt_text)
+        return StyleMatch(prompt_text.strip(), style, sim)
+
+
+_matchers: dict[tuple, StyleMatcher] = {}
+_matchers_lock = threading.Lock()
+
+
+def editor_known_styles(editor) -> tuple[KnownStyle, ...] | None:
+    """Known styles of a loaded `Editor` (None for random weights or unrecorded training)."""
+    meta = getattr(editor, "meta", None)
+    return known_styles(meta.training if meta is not None else None)
+
+
+def editor_matcher(editor) -> StyleMatcher | None:
+    """The (shared, cached) matcher for an editor: None when its styles are unknown or it has no
+    text back-end. Cached by back-end name + styles, so phrase embeddings are computed once."""
+    styles = editor_known_styles(editor)
+    backend = getattr(editor, "text_backend", None)
+    if not styles or backend is None:
+        return None
+    key = (backend.name, styles)
+    with _matchers_lock:
+        if key not in _matchers:
+            _matchers[key] = StyleMatcher(styles, backend)
+        return _matchers[key]
+
+
+def check_prompt(editor, prompt_text: str | None) -> StyleMatch | None:
+    """The nearest known style for a text prompt, or None (no text, or the styles are unknown)."""
+    if not prompt_text or not prompt_text.strip():
+        return None
+    matcher = editor_matcher(editor)
+    return matcher.match(prompt_text) if matcher is not None else None
+
+
+def prompt_feedback(editor, prompt_text: str | None) -> dict[str, Any] | None:
+    """What the web pages show for a typed prompt (JSON-able); None for no text."""
+    if not prompt_text or not prompt_text.strip():
+        return None
+    match = check_prompt(editor, prompt_text)
+    if match is not None:
+        return match.to_dict()
+    return {"prompt": prompt_text.strip(), "style": None, "label": None, "similarity": None, "known": None, "message": UNKNOWN_NOTE}
+
+
+def styles_payload(styles: Sequence[KnownStyle] | None) -> dict[str, Any]:
+    """The known styles as the web pages get them (`styles` None: unknown)."""
+    listed = None if styles is None else [{"name": s.name, "label": s.label, "example": s.example} for s in styles]
+    return {"known_styles": listed, "line": styles_line(styles)}
+
+
+def log_prompt_check(editor, prompt_text: str | None, logger: logging.Logger = log) -> StyleMatch | None:
+    """Log the one line a run starts with: the nearest style, or a warning when nothing is near."""
+    if not prompt_text or not prompt_text.strip():
+        return None
+    match = check_prompt(editor, prompt_text)
+    if match is None:
+        if editor_known_styles(editor) is None:
+            logger.info('prompt "%s": %s', prompt_text.strip(), UNKNOWN_NOTE)
+    elif match.known:
+        logger.info("%s", match.message())
+    else:
+        logger.warning("%s", match.message())
+    return match
