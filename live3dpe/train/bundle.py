@@ -1,12 +1,17 @@
 """Reproduce the bundled default model: `python -m live3dpe.train.bundle` (or `live3dpe train bundle`).
 
-CPU-only, one command, resumable (rerun it after an interruption): renders the synthetic
-training set, trains the `tiny` preset's 3D prior (stage 1, on people shown plain and in their
-style, as a real prior sees every kind of portrait) and its editing path (stage 2, Eq. 4-7,
-never on the customization style's prompts or edits) for a wall-clock budget each, exports
-`live3dpe/model/weights/default_tiny.safetensors` with its logs, then measures reconstruction /
-editing quality and the customization curve (one style is kept out of stage 2 for that) into
-`benchmarks/results/training_*`.
+CPU-only, one command, resumable (rerun it after an interruption), for a wall-clock budget per
+stage; never trains on the customization style (kept out for that benchmark).
+
+`--preset small` (the bundled default, the appearance route): starts from the `tiny` checkpoint
+(`--init`, itself made by `--preset tiny`), fine-tunes its 3D prior to render through the
+re-projected input (stage 1, guided), and trains the prompt side + appearance editor on 2D edits
+at the input view (stage 2, its own larger dataset of person x two styles); the stages train
+disjoint parameters and are joined. `--preset tiny`: stage 1 from scratch on people shown plain
+and in their style, stage 2 = Eq. 4-7 distillation through the triplane.
+
+Exports `live3dpe/model/weights/default_<preset>.safetensors` with its logs, then measures
+reconstruction / editing quality and the customization curve into `benchmarks/results/training_*`.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from pathlib import Path
 import torch
 
 from live3dpe.model.checkpoint import load_checkpoint, save_checkpoint
+from live3dpe.model.config import get_preset
 from live3dpe.synth.dataset import SynthConfig, write_dataset
 from live3dpe.synth.styles import STYLES
 
@@ -29,7 +35,7 @@ from .data import SynthDataSource, TextFeatureCache
 from .evaluate import evaluate, make_eval_set
 from .loop import LoopConfig
 from .report import customization_markdown, quality_markdown
-from .stages import StageConfig, log_path, train_edit, train_prior
+from .stages import StageConfig, join_stages, log_path, train_appearance, train_edit, train_prior, transfer_weights
 from .state import side_path
 
 log = logging.getLogger(__name__)
@@ -42,11 +48,13 @@ PARTS = ("data", "prior", "edit", "export", "evaluate", "customize")
 class BundleConfig:
     """Everything that determines the bundled model."""
 
+    preset: str = "small"
     work: str = "runs/bundle"
+    init: str = str(WEIGHTS / "default_tiny.safetensors")  # small: the tiny prior it starts from
     people: int = 160
     views: int = 4
     seed: int = 0
-    prior_minutes: float = 120.0
+    prior_minutes: float = 40.0  # small fine-tunes; tiny's own prior took 120 (--prior-minutes 120)
     edit_minutes: float = 60.0
     batch: int = 2
     prior_views: int = 1
@@ -60,6 +68,12 @@ class BundleConfig:
     eval_people: int = 6
     custom_seconds: float = 60.0
     threads: int = 1  # tiny convolutions run faster single-threaded, above all on a shared CPU
+    # small's stage 1 fine-tunes a trained prior: a lower rate keeps what it knows
+    guided_prior_lr: float = 3e-4
+    # small's stage 2 sees only 2D edits, so it gets its own, larger set: more people, two styles each
+    appearance_people: int = 480
+    appearance_batch: int = 8
+    appearance_lr: float = 1e-3
 
 
 def _remaining_minutes(ckpt: Path, budget: float) -> float:
@@ -71,26 +85,45 @@ def _remaining_minutes(ckpt: Path, budget: float) -> float:
 
 
 def run(cfg: BundleConfig, parts: tuple[str, ...] = PARTS, out_dir: Path = WEIGHTS, results: Path = REPO / "benchmarks" / "results") -> None:
+    if cfg.preset not in ("tiny", "small"):
+        raise ValueError(f"bundle presets are 'tiny' and 'small', not {cfg.preset!r}")
     torch.set_num_threads(cfg.threads)
     work = Path(cfg.work)
+    guided = cfg.preset == "small"
     data, prior, edit = work / "data", work / "prior.safetensors", work / "edit.safetensors"
-    final = out_dir / "default_tiny.safetensors"
+    edit_data = work / "appearance_data" if guided else data
+    final = out_dir / f"default_{cfg.preset}.safetensors"
     text = TextFeatureCache()
     styles = [s for s in STYLES if s != cfg.custom_style]
-    if "data" in parts and not (data / "synth.json").exists():
-        write_dataset(data, SynthConfig(people=cfg.people, views=cfg.views, seed=cfg.seed, resolution=128, supersample=1), progress=True)
+    meta = {"bundle": asdict(cfg)}
+    if "data" in parts:
+        if not (data / "synth.json").exists():
+            write_dataset(data, SynthConfig(people=cfg.people, views=cfg.views, seed=cfg.seed, resolution=128, supersample=1), progress=True)
+        if guided and not (edit_data / "synth.json").exists():
+            two_styles = SynthConfig(people=cfg.appearance_people, views=2, styles=tuple(styles), styles_per_person=2, seed=cfg.seed + 1, resolution=128)
+            write_dataset(edit_data, two_styles, progress=True)
     if "prior" in parts:
         source = SynthDataSource(data, ref_resolution=112, text=None, prior_styled_prob=cfg.prior_styled_prob)
         minutes = _remaining_minutes(prior, cfg.prior_minutes)
         if minutes > 0:
-            train_prior(source, prior, LoopConfig(minutes=minutes, log_every=10), StageConfig(cfg.batch, cfg.prior_lr, cfg.seed, cfg.prior_views), "tiny", resume=True, meta={"bundle": asdict(cfg)})
+            stage = StageConfig(cfg.batch, cfg.guided_prior_lr if guided else cfg.prior_lr, cfg.seed, cfg.prior_views)
+            train_prior(source, prior, LoopConfig(minutes=minutes, log_every=10), stage, cfg.preset, resume=True, meta=meta, init=cfg.init if guided else None)
     if "edit" in parts:
-        source = SynthDataSource(data, ref_resolution=112, text=text, styles=styles, image_prompt_prob=cfg.image_prompt_prob)
+        source = SynthDataSource(edit_data, ref_resolution=112, text=text, styles=styles, image_prompt_prob=cfg.image_prompt_prob)
         minutes = _remaining_minutes(edit, cfg.edit_minutes)
-        if minutes > 0:
-            train_edit(source, prior, edit, LoopConfig(minutes=minutes, log_every=10), StageConfig(cfg.batch, cfg.edit_lr, cfg.seed), resume=True, meta={"bundle": asdict(cfg)})
+        loop = LoopConfig(minutes=minutes, log_every=10)
+        if minutes > 0 and guided:
+            # from the transferred prior's initial state: stage 2 only trains the prompt side
+            init = work / "appearance_init.safetensors"
+            if not init.exists():
+                save_checkpoint(transfer_weights(cfg.init, get_preset(cfg.preset)), init, meta)
+            train_appearance(source, init, edit, loop, StageConfig(cfg.appearance_batch, cfg.appearance_lr, cfg.seed), resume=True, meta=meta)
+        elif minutes > 0:
+            train_edit(source, prior, edit, loop, StageConfig(cfg.batch, cfg.edit_lr, cfg.seed), resume=True, meta=meta)
     if "export" in parts:
-        net, meta = load_checkpoint(edit)
+        net = load_checkpoint(edit)[0]
+        if guided:
+            net = join_stages(load_checkpoint(prior)[0], net)
         p_side = torch.load(side_path(prior), weights_only=True)
         e_side = torch.load(side_path(edit), weights_only=True)
         info = {
@@ -99,12 +132,12 @@ def run(cfg: BundleConfig, parts: tuple[str, ...] = PARTS, out_dir: Path = WEIGH
             "styles_trained": styles,
             "prior_steps": int(p_side["step"]), "prior_minutes": round(float(p_side["elapsed_s"]) / 60, 1),
             "edit_steps": int(e_side["step"]), "edit_minutes": round(float(e_side["elapsed_s"]) / 60, 1),
-            "logs": ["default_tiny.prior.log.csv", "default_tiny.edit.log.csv"],
+            "logs": [f"default_{cfg.preset}.prior.log.csv", f"default_{cfg.preset}.edit.log.csv"],
         }  # fmt: skip
         out_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint(net, final, info)
-        shutil.copy(log_path(prior), out_dir / "default_tiny.prior.log.csv")
-        shutil.copy(log_path(edit), out_dir / "default_tiny.edit.log.csv")
+        shutil.copy(log_path(prior), out_dir / f"default_{cfg.preset}.prior.log.csv")
+        shutil.copy(log_path(edit), out_dir / f"default_{cfg.preset}.edit.log.csv")
         log.info("exported %s (%.1f MB)", final, final.stat().st_size / 1e6)
     es = None
     if "evaluate" in parts or "customize" in parts:
@@ -116,7 +149,7 @@ def run(cfg: BundleConfig, parts: tuple[str, ...] = PARTS, out_dir: Path = WEIGH
         quality["training"] = {k: meta.training.get(k) for k in ("prior_steps", "prior_minutes", "edit_steps", "edit_minutes", "reproduce")}
         quality.update(checkpoint=str(final.relative_to(REPO)) if final.is_relative_to(REPO) else str(final), eval_people=cfg.eval_people,
                        custom_style_not_trained=cfg.custom_style, eval_seconds=round(time.monotonic() - t0, 1))  # fmt: skip
-        (out_dir / "default_tiny.metrics.json").write_text(json.dumps(quality, indent=1))
+        (out_dir / f"default_{cfg.preset}.metrics.json").write_text(json.dumps(quality, indent=1))
         results.mkdir(parents=True, exist_ok=True)
         (results / "training_quality.json").write_text(json.dumps(quality, indent=1))
         (results / "training_quality.md").write_text(quality_markdown(quality))
@@ -129,6 +162,8 @@ def run(cfg: BundleConfig, parts: tuple[str, ...] = PARTS, out_dir: Path = WEIGH
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = BundleConfig()
+    p.add_argument("--preset", choices=("small", "tiny"), default=d.preset, help="small: the bundled default (appearance route, starts from --init); tiny: from scratch")
+    p.add_argument("--init", default=d.init, help="small only: the tiny checkpoint whose prior it fine-tunes")
     p.add_argument("--work", default=d.work, help="scratch folder (dataset, stage checkpoints, logs)")
     p.add_argument("--prior-minutes", type=float, default=d.prior_minutes)
     p.add_argument("--edit-minutes", type=float, default=d.edit_minutes)
@@ -138,7 +173,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main_args(args: argparse.Namespace) -> int:
-    cfg = BundleConfig(work=args.work, prior_minutes=args.prior_minutes, edit_minutes=args.edit_minutes, people=args.people, threads=args.threads)
+    cfg = BundleConfig(preset=args.preset, init=args.init, work=args.work, prior_minutes=args.prior_minutes, edit_minutes=args.edit_minutes, people=args.people, threads=args.threads)
     run(cfg, tuple(args.only))
     return 0
 
