@@ -140,37 +140,54 @@ class StyleMatcher:
         self._lock = threading.Lock()
         self._bank: tuple[torch.Tensor, list[int]] | None = None  # [P, D] unit rows, style index per row
 
-    def _embed(self, text: str) -> torch.Tensor:
-        pooled = self.backend.encode(text).pooled[0].float().cpu()
-        return pooled / pooled.norm().clamp_min(1e-8)
-
-    def _phrases(self) -> tuple[torch.Tensor, list[int]]:
+    def _embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unit pooled embeddings [N, D]; one padded pass where the back-end offers it (HF back-ends)."""
         import torch
 
+        batched = getattr(self.backend, "encode_pooled", None)
+        if batched is not None:
+            pooled = batched(list(texts)).float().cpu()
+        else:
+            pooled = torch.cat([self.backend.encode(t).pooled.float().cpu() for t in texts])
+        return pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+    def _phrases(self) -> tuple[torch.Tensor, list[int]]:
         with self._lock:
             if self._bank is None:
-                rows = [(self._embed(p), i) for i, s in enumerate(self.styles) for p in s.phrases]
-                self._bank = (torch.stack([r for r, _ in rows]), [i for _, i in rows])
+                bank = self._embed([p for s in self.styles for p in s.phrases])
+                self._bank = (bank, [i for i, s in enumerate(self.styles) for _ in s.phrases])
             return self._bank
 
-    def similarities(self, prompt_text: str) -> dict[str, float]:
-        """Style name -> max cosine similarity of the prompt to that style's training phrases."""
+    def similarities_many(self, prompts: Sequence[str]) -> list[dict[str, float]]:
+        """Per prompt: style name -> max cosine similarity to that style's training phrases."""
         bank, owner = self._phrases()
-        sims = (bank @ self._embed(prompt_text)).tolist()
-        best: dict[str, float] = {}
-        for sim, i in zip(sims, owner):
-            name = self.styles[i].name
-            best[name] = max(best.get(name, -1.0), sim)
-        return best
+        out = []
+        for row in (self._embed(prompts) @ bank.T).tolist():
+            best: dict[str, float] = {}
+            for sim, i in zip(row, owner):
+                name = self.styles[i].name
+                best[name] = max(best.get(name, -1.0), sim)
+            out.append(best)
+        return out
 
-    def nearest_style(self, prompt_text: str) -> tuple[KnownStyle, float]:
-        sims = self.similarities(prompt_text)
-        style = max(self.styles, key=lambda s: sims[s.name])
-        return style, sims[style.name]
+    def similarities(self, prompt_text: str) -> dict[str, float]:
+        return self.similarities_many([prompt_text])[0]
+
+    def match_many(self, prompts: Sequence[str]) -> list[StyleMatch]:
+        """The nearest known style of each prompt (one encoder pass for all of them)."""
+        matches = []
+        for text, sims in zip(prompts, self.similarities_many(prompts)):
+            style = max(self.styles, key=lambda s: sims[s.name])
+            matches.append(StyleMatch(text.strip(), style, sims[style.name]))
+        return matches
 
     def match(self, prompt_text: str) -> StyleMatch:
-        style, sim = self.nearest_style(prompt_text)
-        return StyleMatch(prompt_text.strip(), style, sim)
+        return self.match_many([prompt_text])[0]
+
+    def nearest_style(self, prompt_text: str) -> tuple[KnownStyle, float]:
+        """(nearest known style, its similarity) for one prompt."""
+        m = self.match(prompt_text)
+        return m.style, m.similarity
 
 
 _matchers: dict[tuple, StyleMatcher] = {}
