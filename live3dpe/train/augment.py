@@ -77,3 +77,26 @@ def photometric_jitter(image: Tensor, target: Tensor, strength: float, generator
         return torch.where(flip, x.flip(-1), x)
 
     return respond(image), respond(target)
+
+
+def random_recolour(n: int, strength: float, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """n random colour transforms y = M x + c on [-1, 1] RGB: hue rotation about the grey axis,
+    saturation, gain and a per-channel offset. -> M [n, 3, 3], c [n, 3]."""
+    angle = _uniform(n, math.pi * strength, generator)
+    saturation = 1 + _uniform(n, 0.8 * strength, generator)
+    gain = 1 + _uniform(n, 0.3 * strength, generator)
+    axis = torch.full((3,), 3**-0.5)
+    cross = torch.tensor([[0.0, -1, 1], [1, 0, -1], [-1, 1, 0]]) * 3**-0.5  # [axis]_x
+    outer = torch.outer(axis, axis)
+    eye = torch.eye(3)
+    cos, sin = angle.cos()[:, None, None], angle.sin()[:, None, None]
+    rotation = cos * eye + sin * cross + (1 - cos) * outer  # Rodrigues about the grey axis
+    # saturation scales the chroma (the part orthogonal to grey), gain scales everything
+    matrix = gain[:, None, None] * (outer + saturation[:, None, None] * (eye - outer)) @ rotation
+    offset = _uniform(n * 3, 0.3 * strength, generator).reshape(n, 3)
+    return matrix, offset
+
+
+def apply_recolour(image: Tensor, matrix: Tensor, offset: Tensor) -> Tensor:
+    """image [B, 3, H, W] in [-1, 1] through per-image M [B, 3, 3], c [B, 3]; clamped to [-1, 1]."""
+    return (torch.einsum("bij,bjhw->bihw", matrix, image) + offset[:, :, None, None]).clamp(-1, 1)

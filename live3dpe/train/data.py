@@ -21,6 +21,7 @@ from live3dpe.model.image_prompt import preprocess_reference
 from live3dpe.model.text_prompt import HFTextBackend, make_text_backend
 from live3dpe.synth.dataset import EG3DDataset
 
+from .augment import apply_recolour, random_recolour
 from .batches import EditBatch, PriorBatch, Prompt
 
 log = logging.getLogger(__name__)
@@ -160,3 +161,30 @@ class SynthDataSource:
         pool = self.by_style[style]
         idx = torch.tensor(pool)[torch.randint(len(pool), (batch,), generator=generator)]
         return EditBatch(self.image[idx], self.label[idx], self.edited[idx], self.prompt(style, kind, generator))
+
+
+class RecolourSource:
+    """Stage-2 batches of a source, plus a share `prob` of reference-following batches.
+
+    Such a batch applies one random colour transform (`augment.random_recolour`) to `batch` plain
+    people (the target) and to another person (the image prompt). The dataset's references show
+    only its own styles, so an editor trained on them alone recognises a style instead of reading
+    the reference's colour, and a real reference (a painting, a statue, a clown) barely moves the
+    output. The transform is only learnable from the reference, whatever its content."""
+
+    def __init__(self, source: SynthDataSource, prob: float, ref_resolution: int, strength: float = 1.0) -> None:
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"recolour prob must be in [0, 1], got {prob}")
+        self.source, self.prob, self.ref_resolution, self.strength = source, prob, ref_resolution, strength
+
+    def edit_batch(self, batch: int, generator: torch.Generator) -> EditBatch:
+        if float(torch.rand(1, generator=generator)) >= self.prob:
+            return self.source.edit_batch(batch, generator)
+        idx = torch.randint(len(self.source), (batch + 1,), generator=generator)
+        matrix, offset = random_recolour(1, self.strength, generator)
+        image = self.source.image[idx[:batch]]
+        edited = apply_recolour(image, matrix.expand(batch, -1, -1), offset.expand(batch, -1))
+        ref = apply_recolour(self.source.image[idx[batch:]], matrix, offset)
+        ref_u8 = ((ref + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        prompt = Prompt("image", "recolour", reference=preprocess_reference(ref_u8, self.ref_resolution))
+        return EditBatch(image, self.source.label[idx[:batch]], edited, prompt)
