@@ -21,6 +21,9 @@ from live3dpe.webapp.server import WebRTCServer, running_app
 
 pytestmark = pytest.mark.timeout(120)
 
+# short, to keep the tests quick, yet long enough for the POSTs and a real client's connection on a busy CPU
+CONNECT_TIMEOUT_S = 3.0
+
 
 def _invert(work: Work) -> None:
     work.output = 255 - work.frame.image
@@ -115,14 +118,14 @@ def test_stuck_ice_sessions_are_dropped_and_free_their_slot():
     """Defect 1: an offer without candidates (or a client that never connects) held a slot for 65 s to 13+ min."""
 
     async def scenario():
-        server = _server(max_peers=2, connect_timeout_s=1.0)
+        server = _server(max_peers=2, connect_timeout_s=CONNECT_TIMEOUT_S)
         offer = json.dumps({"sdp": await _stuck_offer(), "type": "offer"})
         async with running_app(server.app) as url, aiohttp.ClientSession() as http:
             for _ in range(2):
                 assert (await _post(http, url, offer, **{"Content-Type": "application/json"}))[0] == 200
             status, body = await _post(http, url, offer, **{"Content-Type": "application/json"})
             assert status == 503 and "full" in body["error"]
-            for _ in range(60):  # bounded: 6 s for a 1 s timeout
+            for _ in range(200):  # bounded: 20 s, well below the 13+ min it was
                 if not server.sessions:
                     break
                 await asyncio.sleep(0.1)
@@ -130,7 +133,7 @@ def test_stuck_ice_sessions_are_dropped_and_free_their_slot():
             # the slots are usable again by a real client
             async with LoopbackClient(url, _faces()) as client:
                 await client.next_frame(skip=1)
-                await asyncio.sleep(1.5)  # past the timeout: a connected peer is kept
+                await asyncio.sleep(CONNECT_TIMEOUT_S + 0.5)  # past the timeout: a connected peer is kept
                 assert len(server.sessions) == 1
 
     asyncio.run(scenario())
@@ -140,12 +143,12 @@ def test_offer_whose_client_never_connects_frees_its_slot_within_the_timeout():
     """Defect 1: an offer whose client never connected held a slot for about 65 s (ICE's own timeout)."""
 
     async def scenario():
-        server = _server(max_peers=1, connect_timeout_s=1.0)
+        server = _server(max_peers=1, connect_timeout_s=CONNECT_TIMEOUT_S)
         offer = json.dumps({"sdp": await _abandoned_offer(), "type": "offer"})
         async with running_app(server.app) as url, aiohttp.ClientSession() as http:
             assert (await _post(http, url, offer, **{"Content-Type": "application/json"}))[0] == 200
             assert (await _post(http, url, offer, **{"Content-Type": "application/json"}))[0] == 503
-            for _ in range(60):  # bounded: 6 s for a 1 s timeout, far below ICE's own ~65 s
+            for _ in range(200):  # bounded: 20 s, well below ICE's own ~65 s
                 if not server.sessions:
                     break
                 await asyncio.sleep(0.1)
@@ -202,30 +205,41 @@ def test_hostile_offer_json_is_a_400_not_a_500(body, needle):
     asyncio.run(scenario())
 
 
-def test_bad_data_channel_messages_get_an_error_and_the_peer_stays_alive():
-    """Defect 7: deep nesting or an empty data-URL over the data channel tore the peer down; NaN view was accepted."""
+_DEEP = "[" * 20_000 + "]" * 20_000
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {'{"type": "control", "view": ' + _DEEP + "}": "nested too deeply"},
+        {json.dumps({"type": "control", "prompt_image": "data:image/png;base64,"}): "empty"},
+        {'{"type": "control", "view": {"yaw": NaN}}': "NaN"},
+        {
+            '{"type": "control", "view": {"yaw": 1e999}}': "finite",
+            '{"type": "control", "view": {"yaw": true}}': "finite numeric",
+            json.dumps({"type": "control", "prompt_image": "data:image/png;base64,!!!"}): "base64",
+            json.dumps({"type": "control", "prompt": "x" * (protocol.MAX_PROMPT_CHARS + 1)}): "too long",
+            "\xff not json": "not valid JSON",
+        },
+    ],
+    ids=["deep-nesting", "empty-data-url", "nan-view", "other-bad-values"],
+)
+def test_bad_data_channel_messages_get_an_error_and_the_peer_stays_alive(hostile):
+    """Defect 7: deep nesting or an empty data-URL over the data channel tore the peer down;
+    `{"view": {"yaw": NaN}}` was accepted, and frames then passed through unedited."""
 
     async def scenario():
         server = _server()
         async with running_app(server.app) as url, LoopbackClient(url, _faces()) as client:
             await client.next_frame(skip=1)
-            hostile = {
-                '{"type": "control", "view": ' + "[" * 20_000 + "]" * 20_000 + "}": "nested too deeply",
-                '{"type": "control", "view": {"yaw": NaN}}': "NaN",
-                '{"type": "control", "view": {"yaw": 1e999}}': "finite",
-                '{"type": "control", "view": {"yaw": true}}': "finite numeric",
-                json.dumps({"type": "control", "prompt_image": "data:image/png;base64,"}): "empty",
-                json.dumps({"type": "control", "prompt_image": "data:image/png;base64,!!!"}): "base64",
-                json.dumps({"type": "control", "prompt": "x" * (protocol.MAX_PROMPT_CHARS + 1)}): "too long",
-                "\xff not json": "not valid JSON",
-            }
             for raw, needle in hostile.items():
-                assert needle in await client.raw_error(raw)
-            state = await client.control(prompt="still here", view={"yaw": 10, "pitch": 0})
+                assert needle in await client.raw_error(raw, timeout=60)  # generous: CI may share the CPU
+            state = await client.control(prompt="still here", view={"yaw": 10, "pitch": 0}, timeout=60)
             assert state["prompt"] == "still here" and state["view"] == "yaw=10,pitch=0"
             n = client.n_received
-            await client.next_frame(skip=3)
+            got = await client.next_frame(skip=3)
             assert client.n_received > n and len(server.sessions) == 1
+            assert client.closest_sent(got, lambda s: 255 - s)[1] < 20  # still edited, not passed through
 
     asyncio.run(scenario())
 
