@@ -147,3 +147,20 @@ def test_a_prompt_becomes_the_guides_edit_and_an_image_prompt_carries_its_colour
     text = PromptEmbedding(torch.zeros(1, 3, ed.config.ref_dim), "text", "t")
     with pytest.raises(ValueError, match="appearance editor"):
         ed.net.encoder(ed.preprocess(np.zeros((128, 128, 3), np.uint8)), text.tokens)
+
+
+def test_render_image_skips_volume_rendering_only_at_the_input_camera(small_editor, monkeypatch):
+    ed = small_editor
+    crop = np.random.default_rng(1).integers(0, 256, (ed.crop_resolution, ed.crop_resolution, 3), dtype=np.uint8)
+    camera = Camera.from_yaw_pitch(0.1, 0.0)
+    planes = ed.encode(ed.preprocess(crop), None, camera)
+    guide = dataclasses.replace(planes.guide, edit=torch.randn(1, 12, 8, 8) * 0.1)  # the shortcut must apply it
+    planes = dataclasses.replace(planes, guide=guide)
+    full = ed.render(planes, camera).image
+    volume_renders = []
+    real = ed.net.renderer._render
+    monkeypatch.setattr(ed.net.renderer, "_render", lambda *a, **k: volume_renders.append(1) or real(*a, **k))
+    fast = ed.render_image(planes, camera)
+    assert volume_renders == [] and torch.allclose(fast, full, atol=1e-6)
+    novel = Camera.from_yaw_pitch(-0.3, 0.0)
+    assert torch.equal(ed.render_image(planes, novel), ed.render(planes, novel).image) and volume_renders

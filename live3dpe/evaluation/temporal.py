@@ -75,9 +75,9 @@ def run_sequence(editor: Editor, style: str, frames: int = 20, fps: float = 25.0
                     filt_pose.append([filtered.yaw, filtered.pitch])
             cam = torch.as_tensor(label, dtype=torch.float32)
             planes = editor.encode(editor.preprocess(frame), prompt, cam)
-            raw.append(editor.postprocess(editor.render(planes, cam).image)[0])
+            raw.append(editor.postprocess(editor.render_image(planes, cam))[0])
             smoothed = planes.with_tensor(smoother(planes.tensor, motion))
-            smooth.append(editor.postprocess(editor.render(smoothed, cam).image)[0])
+            smooth.append(editor.postprocess(editor.render_image(smoothed, cam))[0])
     finally:
         if estimator is not None:
             estimator.close()

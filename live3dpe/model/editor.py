@@ -30,6 +30,7 @@ from torch import Tensor
 from .cameras import Camera
 from .checkpoint import CheckpointMeta, build_net, load_checkpoint
 from .config import PRESETS, ModelConfig, get_preset
+from .guide import input_view_image, same_camera
 from .layers import check_image_batch
 from .network import to_input_resolution
 from .prompts import PromptCache, PromptEncoder
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default_tiny.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default_small.safetensors"
+DEFAULT_PRESET = "small"
 RANDOM_INIT_SEED = 0
 
 
@@ -89,7 +91,7 @@ class Editor:
         *,
         text_backend: str | TextBackend | None = None,
     ) -> Editor:
-        """An editor from "default" (bundled trained tiny weights), a preset name (random
+        """An editor from "default" (the bundled trained `small` weights), a preset name (random
         weights, with a warning) or one of our `.safetensors` checkpoints.
 
         text_backend: a back-end or spec ("minilm", "clip:<dir>"); default: the one the
@@ -101,13 +103,13 @@ class Editor:
             if DEFAULT_WEIGHTS.is_file():
                 return cls._from_checkpoint(DEFAULT_WEIGHTS, device, dtype, text_backend)
             message = (
-                f"no trained default weights at {DEFAULT_WEIGHTS}: using RANDOMLY INITIALISED 'tiny' weights, "
+                f"no trained default weights at {DEFAULT_WEIGHTS}: using RANDOMLY INITIALISED {DEFAULT_PRESET!r} weights, "
                 "the output will be noise. Train some (live3dpe train) or import the official ones "
                 "(live3dpe weights import) and pass the .safetensors path."
             )
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             log.warning(message)
-            return cls._random("tiny", device, dtype, text_backend)
+            return cls._random(DEFAULT_PRESET, device, dtype, text_backend)
         if source_str in PRESETS:
             message = f"preset {source_str!r} has RANDOM weights: for shapes, timing and tests only"
             warnings.warn(message, RuntimeWarning, stacklevel=2)
@@ -353,6 +355,18 @@ class Editor:
             # an inference-mode copy whatever the caller made: compiled graphs then never see
             # another kind of tensor (a recompile); 25 floats per camera
             return self.net.renderer(p, label.clone(), deterministic=deterministic, guide=guide)
+
+    def render_image(self, planes: Planes, camera: Camera | Tensor) -> Tensor:
+        """Only the image of `render` (deterministic), for front ends that show nothing else. At the
+        input camera of the appearance route that is the edited input itself (guide.input_view_image),
+        so the volume rendering and super-resolution are skipped: paste mode's common case."""
+        guide = planes.guide if isinstance(planes, Planes) else None
+        if guide is not None:
+            label = self._labels(camera).to(self.device)
+            if same_camera(label, guide.label.to(self.device)):
+                with self._inference():
+                    return input_view_image(guide)
+        return self.render(planes, camera, deterministic=True).image
 
     @staticmethod
     def postprocess(image: Tensor) -> np.ndarray:

@@ -55,6 +55,14 @@ def visibility(distance: Tensor, input_depth: Tensor, inside: Tensor) -> Tensor:
     return torch.sigmoid((input_depth + VISIBILITY_MARGIN - distance) / VISIBILITY_SOFTNESS) * inside
 
 
+def input_view_image(guide: Guide) -> Tensor:
+    """The appearance route's image at the input camera: every ray's surface point projects back
+    onto its own pixel, so it is the edited input itself, whatever the geometry. [B, 3, G, G]."""
+    if guide.edit is None:
+        return guide.image
+    return apply_colour_transform(guide.image, _resize(guide.edit, guide.image.shape[-1]))
+
+
 def guided_image(neural: Tensor, depth: Tensor, label: Tensor, guide: Guide, input_depth: Tensor | None) -> tuple[Tensor, Tensor]:
     """The output image of the appearance route and its visibility.
 
@@ -64,18 +72,16 @@ def guided_image(neural: Tensor, depth: Tensor, label: Tensor, guide: Guide, inp
     -> image [B, 3, G, G] and visibility [B, 1, G, G], G = the guide image's size.
     """
     size = guide.image.shape[-1]
-    if input_depth is None:  # the input view: every ray's point projects back onto its own pixel
-        colour, vis = guide.image, torch.ones_like(guide.image[:, :1])
-        edit = None if guide.edit is None else _resize(guide.edit, size)
-    else:
-        b = label.shape[0]
-        origins, dirs = generate_rays(label, size)
-        points = origins + _resize(depth, size).reshape(b, -1, 1) * dirs
-        grid, distance = reproject(points, guide.label)
-        grid = grid.reshape(b, size, size, 2)
-        inside = (grid.abs() <= 1).all(-1, keepdim=True).permute(0, 3, 1, 2).to(depth.dtype)
-        d_in = _sample(input_depth, grid)
-        vis = visibility(distance.reshape(b, 1, size, size), d_in, inside)
-        colour = vis * _sample(guide.image, grid) + (1 - vis) * _resize(neural, size)
-        edit = None if guide.edit is None else _sample(guide.edit, grid)
+    if input_depth is None:
+        return input_view_image(guide), torch.ones_like(guide.image[:, :1])
+    b = label.shape[0]
+    origins, dirs = generate_rays(label, size)
+    points = origins + _resize(depth, size).reshape(b, -1, 1) * dirs
+    grid, distance = reproject(points, guide.label)
+    grid = grid.reshape(b, size, size, 2)
+    inside = (grid.abs() <= 1).all(-1, keepdim=True).permute(0, 3, 1, 2).to(depth.dtype)
+    d_in = _sample(input_depth, grid)
+    vis = visibility(distance.reshape(b, 1, size, size), d_in, inside)
+    colour = vis * _sample(guide.image, grid) + (1 - vis) * _resize(neural, size)
+    edit = None if guide.edit is None else _sample(guide.edit, grid)
     return (colour if edit is None else apply_colour_transform(colour, edit)), vis

@@ -152,8 +152,7 @@ class RenderStage(_TorchStage):
         if work.obs is None or work.planes is None:
             return
         with self.running():
-            out = self.editor.render(work.planes, self.camera_for(work), deterministic=True)
-            work.face = self.editor.postprocess(out.image)[0]
+            work.face = self.editor.postprocess(self.editor.render_image(work.planes, self.camera_for(work)))[0]
 
 
 class CompositeStage:

@@ -106,8 +106,7 @@ class PortraitService:
         return EditResult(shown, self._render(planes, camera), planes, camera, obs)
 
     def _render(self, planes: Planes, camera: Camera) -> np.ndarray:
-        out = self.editor.render(planes, camera.to(planes.tensor.device), deterministic=True)
-        return np.asarray(self.editor.postprocess(out.image)[0])
+        return np.asarray(self.editor.postprocess(self.editor.render_image(planes, camera.to(planes.tensor.device)))[0])
 
     @torch.inference_mode()
     def view(self, planes: Planes, yaw_deg: float, pitch_deg: float) -> np.ndarray:
