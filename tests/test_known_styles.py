@@ -196,6 +196,13 @@ def test_serve_lists_the_styles_and_answers_each_prompt(editor):
                 info = await r.json()
             assert [s["name"] for s in info["known_styles"]] == TRAINED
             assert info["known_styles"][0]["example"] in STYLES["golden_statue"].train_phrases
+            async with aiohttp.ClientSession() as http:  # the page has where to show both, and asks for the list
+                async with http.get(f"{url}/") as r:
+                    page = await r.text()
+                async with http.get(f"{url}/static/app.js") as r:
+                    script = await r.text()
+            assert 'id="known-styles"' in page and 'id="prompt-match"' in page
+            assert 'fetch("styles")' in script and '"prompt_match"' in script
             async with LoopbackClient(url, SyntheticFaceSource(160, 120, fps=15)) as client:
                 await client.control(prompt="make it look like a banana")
                 got = await client.wait_for(lambda: client.prompt_matches, 120, "a prompt match")
