@@ -38,6 +38,7 @@ def tiny_default(tmp_path, monkeypatch):
     """DEFAULT_WEIGHTS pointing at a sidecar listing TRAINED (the real default may not be built yet)."""
     path = tmp_path / "default_x.safetensors"
     path.with_suffix(".json").write_text(json.dumps({"training": {"styles_trained": TRAINED}}))
+    path.write_bytes(b"")  # exists: the help only reads the sidecar
     monkeypatch.setattr(editor_module, "DEFAULT_WEIGHTS", path)
     return path
 
@@ -90,6 +91,8 @@ def test_bundled_styles_follow_default_weights(tmp_path, monkeypatch):
     other.with_suffix(".json").write_text(json.dumps({"training": {"styles_trained": ["clown", "zombie"]}}))
     monkeypatch.setattr(editor_module, "DEFAULT_WEIGHTS", other)
     assert [s.name for s in ks.bundled_known_styles()] == ["clown", "zombie"]
+    assert "no bundled model at default_other.safetensors" in ks.prompt_help_epilog()  # weights not built yet
+    other.write_bytes(b"")
     assert "clown, zombie;" in ks.prompt_help_epilog()
 
 
@@ -165,6 +168,8 @@ def test_help_of_every_prompt_command_lists_the_known_styles(command, tiny_defau
 def test_help_follows_the_real_default_weights():
     recorded = (_sidecar_training(editor_module.DEFAULT_WEIGHTS) or {}).get("styles_trained")
     expected = ", ".join(n.replace("_", " ") for n in recorded) + ";" if recorded else "known styles: unknown"
+    if not editor_module.DEFAULT_WEIGHTS.is_file():
+        expected = f"known styles: unknown (no bundled model at {editor_module.DEFAULT_WEIGHTS.name}"
     assert expected in _help("process")
 
 

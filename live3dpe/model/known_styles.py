@@ -96,6 +96,10 @@ def styles_line(styles: Sequence[KnownStyle] | None) -> str:
 
 def prompt_help_epilog() -> str:
     """The `--help` epilog of every command that takes `--prompt`."""
+    from .editor import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.is_file():
+        return f"known styles: unknown (no bundled model at {DEFAULT_WEIGHTS.name}: the default runs on random weights)."
     return f"The bundled model's {styles_line(bundled_known_styles())}."
 
 
