@@ -1,6 +1,8 @@
 """One-Euro, observation filtering, triplane smoothing and the track state machine."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -153,3 +155,27 @@ def test_face_track_states_grace_and_resets():
     assert track.update(obs, 1.5) is obs and track.reacquired and counter.n == 2
     with pytest.raises(ValueError, match="grace_s"):
         FaceTrack(grace_s=-1)
+
+
+def test_planes_smoother_smooths_the_colour_edit_field_that_decides_paste_mode():
+    from live3dpe.model.types import Guide, Planes
+    from live3dpe.tracking import PlanesSmoother
+
+    g = torch.Generator().manual_seed(0)
+    triplane, edit = torch.randn(1, 6, 8, 8, generator=g), torch.randn(1, 12, 4, 4, generator=g) * 0.05
+    guide_image, label = torch.zeros(1, 3, 16, 16), torch.zeros(1, 25)
+    smoother = PlanesSmoother()
+    outs = []
+    for _ in range(30):  # a still face: only noise changes between frames
+        noisy = Planes(triplane + 0.05 * torch.randn(triplane.shape, generator=g), guide=Guide(guide_image, label, edit + 0.02 * torch.randn(edit.shape, generator=g)))
+        out = smoother(noisy, motion=0.0)
+        assert out.guide.image is guide_image and out.guide.label is label
+        outs.append(out.guide.edit)
+    raw_flicker = 0.02 * math.sqrt(2)  # std of the difference of two noisy fields
+    smooth_flicker = torch.stack([(a - b).std() for a, b in zip(outs[10:], outs[11:])]).mean()
+    assert smooth_flicker < 0.5 * raw_flicker
+    # a cut of the triplane restarts the field's average too
+    cut = smoother(Planes(triplane * -5, guide=Guide(guide_image, label, edit * 3)), motion=0.0)
+    assert torch.equal(cut.guide.edit, edit * 3)
+    plain = smoother(Planes(triplane), motion=0.0)
+    assert plain.guide is None

@@ -3,7 +3,7 @@ and pose jitter of the raw and One-Euro-filtered estimates.
 
 The head moves by its camera (as a pose estimator reports it) while the jaw talks and the eyes
 blink. Each frame is edited at its own camera; the smoothed run feeds the same triplanes
-through `TriplaneSmoother`, driven by `ObservationFilter`'s motion measure as in the live
+through `PlanesSmoother` (triplane and colour-edit field), driven by `ObservationFilter`'s motion measure as in the live
 pipeline. The ground-truth edited clip's own flicker is the floor (real motion, no noise).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from live3dpe.synth.expression import talking_head_sequence
 from live3dpe.synth.person import sample_person
 from live3dpe.synth.render import render
 from live3dpe.synth.styles import STYLES
-from live3dpe.tracking import ObservationFilter, TriplaneSmoother
+from live3dpe.tracking import ObservationFilter, PlanesSmoother
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def run_sequence(editor: Editor, style: str, frames: int = 20, fps: float = 25.0
     reference = STYLES[style].apply(sample_person(rng))
     sequence = talking_head_sequence(frames, fps, seed)
     prompt = editor.encode_prompt(image=render(reference, sequence[0][0], editor.crop_resolution, supersample=supersample).image)
-    smoother = TriplaneSmoother()
+    smoother = PlanesSmoother()
     estimator, obs_filter = _pose_tracker()
     raw, smooth, truth = [], [], []
     gt_pose, est_pose, filt_pose = [], [], []
@@ -76,7 +76,7 @@ def run_sequence(editor: Editor, style: str, frames: int = 20, fps: float = 25.0
             cam = torch.as_tensor(label, dtype=torch.float32)
             planes = editor.encode(editor.preprocess(frame), prompt, cam)
             raw.append(editor.postprocess(editor.render_image(planes, cam))[0])
-            smoothed = planes.with_tensor(smoother(planes.tensor, motion))
+            smoothed = smoother(planes, motion)
             smooth.append(editor.postprocess(editor.render_image(smoothed, cam))[0])
     finally:
         if estimator is not None:

@@ -107,9 +107,9 @@ class FuseStage(_TorchStage):
     def __init__(self, editor, smoother=None, cpu_threads: int | None = None) -> None:
         super().__init__(editor, cpu_threads)
         if smoother is None:
-            from live3dpe.tracking import TriplaneSmoother
+            from live3dpe.tracking import PlanesSmoother
 
-            smoother = TriplaneSmoother()
+            smoother = PlanesSmoother()
         self.smoother = smoother
         self._prompt_version = -1
         self._prompt = None
@@ -132,7 +132,7 @@ class FuseStage(_TorchStage):
             if work.extra.get("reacquired") and self.smoother is not None:
                 self.smoother.reset()
             if work.control.smoothing and self.smoother is not None:
-                planes = planes.with_tensor(self.smoother(planes.tensor, work.obs.motion))
+                planes = self.smoother(planes, work.obs.motion)
         work.planes = planes
 
 

@@ -2,6 +2,6 @@
 from live3dpe.tracking.observation import EuroSettings, ObservationFilter
 from live3dpe.tracking.one_euro import OneEuroFilter
 from live3dpe.tracking.track import FaceTrack, TrackState
-from live3dpe.tracking.triplane import TriplaneSmoother
+from live3dpe.tracking.triplane import PlanesSmoother, TriplaneSmoother
 
-__all__ = ["EuroSettings", "FaceTrack", "ObservationFilter", "OneEuroFilter", "TrackState", "TriplaneSmoother"]
+__all__ = ["EuroSettings", "FaceTrack", "ObservationFilter", "OneEuroFilter", "PlanesSmoother", "TrackState", "TriplaneSmoother"]

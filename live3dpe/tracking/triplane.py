@@ -7,6 +7,7 @@ A triplane far from the running average (a cut, a new person) replaces it outrig
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -52,3 +53,30 @@ class TriplaneSmoother:
                 return planes
         self._avg.lerp_(planes.detach().to(self._avg.dtype), self.weight(motion))
         return self._avg.clone()
+
+
+class PlanesSmoother:
+    """Smooths everything of a `Planes` that shapes the output: the triplane and, on the appearance
+    route, the prompt's colour-transform field (`planes.guide.edit`). The field alone decides the
+    image at the input camera, so smoothing only the triplane would leave paste mode's flicker as
+    it is. Both averages follow the same motion; a cut of the triplane restarts both."""
+
+    def __init__(self, triplane: TriplaneSmoother | None = None) -> None:
+        self.triplane = triplane or TriplaneSmoother()
+        # the field is near zero for mild edits, so a relative-change cut test would fire on noise
+        self.edit = TriplaneSmoother(self.triplane.min_weight, self.triplane.full_motion, cut_threshold=None)
+
+    def reset(self) -> None:
+        self.triplane.reset()
+        self.edit.reset()
+
+    def __call__(self, planes, motion: float):
+        """planes: `live3dpe.model.Planes` -> the smoothed `Planes` (its guide's image untouched)."""
+        tensor = self.triplane(planes.tensor, motion)
+        if tensor is planes.tensor:  # the triplane average (re)started: so does the field's
+            self.edit.reset()
+        smoothed = planes.with_tensor(tensor)
+        guide = planes.guide
+        if guide is None or guide.edit is None:
+            return smoothed
+        return dataclasses.replace(smoothed, guide=dataclasses.replace(guide, edit=self.edit(guide.edit, motion)))
