@@ -33,6 +33,7 @@ class _RunsCode:
         ("damaged-zip", "not a PyTorch checkpoint or is damaged"),
         ("list", "must be a dict of state dicts"),
     ],
+    ids=["refused-pickle", "empty", "text", "damaged-zip", "list"],
 )
 def test_weights_import_of_a_bad_file_is_a_clear_error(tmp_path, capsys, make, needle):
     """Defect 5: a refused pickle showed UnpicklingError suggesting weights_only=False; an empty file EOFError;

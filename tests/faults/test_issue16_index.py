@@ -119,12 +119,18 @@ DEFECTS: dict[str, tuple[str, ...]] = {
 
 
 def _tests_in(path: Path) -> dict[str, set[str]]:
-    """Test function name -> the string constants in its decorators (where parametrize ids live)."""
+    """Test function name -> the ids given to its parametrize decorators (`ids=[...]`)."""
     found: dict[str, set[str]] = {}
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_"):
             found[node.name] = {
-                c.value for d in node.decorator_list for c in ast.walk(d) if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                c.value
+                for d in node.decorator_list
+                if isinstance(d, ast.Call)
+                for kw in d.keywords
+                if kw.arg == "ids" and isinstance(kw.value, (ast.List, ast.Tuple))
+                for c in kw.value.elts
+                if isinstance(c, ast.Constant)
             }
     return found
 
