@@ -224,12 +224,14 @@ def build_report() -> str:
     if quality:
         lines += [f"![flicker](results/{plot_flicker(quality)})", ""]
     lines += real_faces_section()
+    lines += section("Editor A/B: old design vs each change (issue 14)", md_body("ab_editor/ab_editor.md"))
     lines += section("Model latency per stage", md_body("model_latency.md"), plot_model_latency(model) if model else None)
     gpu_rows = [r for r in (model or {}).get("rows", []) if r.get("device") == "cuda"]
     if model and not gpu_rows:
         lines += ["GPU: not yet measured (no GPU was available to the run above).", ""]
     lines += section("Live pipeline: FPS vs resolution", md_body("pipeline_latency.md"), plot_fps(pipeline) if pipeline else None)
     lines += section("Pose stage latency", md_body("pose_latency.md"))
+    lines += section("Soak: memory and latency over a long session", md_body("soak.md"))
     files = sorted(RESULTS.glob("training_*.json")) + sorted(RESULTS.glob("customization*.json"))
     png, notes = plot_adaptation(files)
     tables = [b for b in (md_body("training_quality.md"), md_body("training_customization.md")) if b]
