@@ -1,6 +1,8 @@
 """Markdown tables of the training benchmarks (the JSON files hold every number)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 ROWS = (
     ("text_train_phrase", "text prompt, training phrasing"),
     ("text_heldout_phrase", "text prompt, held-out phrasing"),
@@ -23,7 +25,7 @@ def _training_lines(t: dict | None) -> list[str]:
 def quality_markdown(q: dict) -> str:
     r = q["reconstruction_psnr"]
     lines = [
-        "# Bundled tiny model: quality on held-out synthetic people",
+        f"# Bundled model ({Path(q.get('checkpoint', '?')).stem}): quality on held-out synthetic people",
         "",
         f"Checkpoint `{q.get('checkpoint', '?')}`, {q.get('eval_people', '?')} people, PSNR in dB against ground-truth renders.",
         "",
