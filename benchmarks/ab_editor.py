@@ -8,7 +8,7 @@ Each run: the held-out synthetic people of `live3dpe.train.evaluate` (reconstruc
 style's edit vs "no edit" and vs "2D edit -> 3D prior") and `live3dpe eval --real` (identity,
 colour direction, sharpness, contact sheet) into `benchmarks/results/ab_editor/<slug>/`; a run
 whose results exist is not measured again. The table (`ab_editor.json` / `.md`) covers every
-run folder present, in the order of `--run` and then by name.
+run folder present: rows already in it first, new ones in the order of `--run`, then by name.
 """
 from __future__ import annotations
 
@@ -99,15 +99,17 @@ def main() -> int:
     p.add_argument("--references", type=Path, required=True)
     p.add_argument("--people", type=int, default=6)
     args = p.parse_args()
-    order = []
+    table = OUT / "ab_editor.json"
+    order = [r["folder"] for r in json.loads(table.read_text())] if table.is_file() else []  # the table keeps its rows' order
     for spec in args.run:
         name, sep, ckpt = spec.partition("=")
         if not sep or not Path(ckpt).is_file():
             p.error(f"--run {spec!r}: expected NAME=CHECKPOINT with an existing checkpoint")
-        order.append(measure(name, ckpt, args.real, args.references, args.people).name)
+        folder = measure(name, ckpt, args.real, args.references, args.people).name
+        order += [folder] if folder not in order else []
     folders = sorted((f for f in OUT.iterdir() if (f / "real_faces.json").exists()), key=lambda f: (f.name not in order, order.index(f.name) if f.name in order else 0, f.name))
     rows = [row(f) for f in folders]
-    (OUT / "ab_editor.json").write_text(json.dumps(rows, indent=1))
+    table.write_text(json.dumps(rows, indent=1))
     (OUT / "ab_editor.md").write_text(markdown(rows))
     print(markdown(rows))
     return 0
