@@ -11,7 +11,7 @@ import torch
 from live3dpe.model import editor as editor_module
 from live3dpe.model.cameras import Camera
 from live3dpe.model.checkpoint import build_net, save_checkpoint
-from live3dpe.model.config import TINY
+from live3dpe.model.config import TINY, get_preset
 from live3dpe.model.editor import Editor
 from live3dpe.model.types import Planes, PromptEmbedding
 
@@ -179,7 +179,7 @@ def test_load_sources(tmp_path, monkeypatch):
     monkeypatch.setattr(editor_module, "DEFAULT_WEIGHTS", missing)
     with pytest.warns(RuntimeWarning, match="RANDOMLY INITIALISED"):
         random_editor = Editor.load("default")
-    assert random_editor.config == TINY
+    assert random_editor.config == get_preset(editor_module.DEFAULT_PRESET)  # the bundled preset, untrained
     with pytest.raises(ValueError, match="weights import"):
         Editor.load(tmp_path / "3dpe.pt")
     with pytest.raises(ValueError, match="preset"):
