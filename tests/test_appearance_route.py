@@ -164,3 +164,21 @@ def test_render_image_skips_volume_rendering_only_at_the_input_camera(small_edit
     assert volume_renders == [] and torch.allclose(fast, full, atol=1e-6)
     novel = Camera.from_yaw_pitch(-0.3, 0.0)
     assert torch.equal(ed.render_image(planes, novel), ed.render(planes, novel).image) and volume_renders
+
+
+def test_paste_mode_planes_skip_the_encoders_and_show_only_the_input_camera(small_editor):
+    ed = small_editor
+    crop = np.random.default_rng(2).integers(0, 256, (ed.crop_resolution, ed.crop_resolution, 3), dtype=np.uint8)
+    camera = Camera.from_yaw_pitch(-0.1, 0.05)
+    prompt = ed.encode_prompt(image=np.full((64, 64, 3), 200, np.uint8))
+    x = ed.preprocess(crop)
+    full = ed.fuse(ed.encode_features(x, camera), prompt)
+    light = ed.fuse(ed.encode_features(x, camera, geometry=False), prompt)
+    assert light.tensor is None and full.tensor is not None
+    assert torch.equal(ed.render_image(light, camera), ed.render_image(full, camera))
+    with pytest.raises(ValueError, match="no geometry"):
+        ed.render_image(light, Camera.from_yaw_pitch(0.3, 0.0))
+    with pytest.warns(RuntimeWarning):
+        tiny = Editor.load("tiny")
+    with pytest.raises(ValueError, match="needs the geometry"):
+        tiny.encode_features(tiny.preprocess(np.zeros((128, 128, 3), np.uint8)), geometry=False)

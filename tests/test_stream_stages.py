@@ -15,7 +15,7 @@ from live3dpe.stream.control import Control
 from live3dpe.stream.engine import Work
 from live3dpe.stream.frame import Frame
 from live3dpe.stream.overlay import Decorator, draw_overlay, output_size
-from live3dpe.stream.stages import CompositeStage, FuseStage, RenderStage, letterbox
+from live3dpe.stream.stages import CompositeStage, EncodeStage, FuseStage, RenderStage, letterbox
 from live3dpe.stream.stats import Stats
 
 
@@ -127,3 +127,36 @@ def test_stats_summarise_stages_latency_and_rate():
     assert snap["stage_ms"]["model"] == pytest.approx(20)
     assert snap["latency_ms_p50"] >= 5 and snap["frames_out"] == 5 and snap["fps"] > 0
     assert s.overlay_lines()[0].endswith("ms") and "model" in s.overlay_lines()[1]
+
+
+class GeometrySpy:
+    """An appearance-route editor that records whether the encode stage asked for geometry."""
+
+    device = torch.device("cpu")
+    crop_resolution = 32
+    config = SimpleNamespace(appearance_route=True)
+
+    def __init__(self):
+        self.geometry = []
+
+    def preprocess(self, crop):
+        return torch.zeros(1, 3, *crop.shape[:2])
+
+    def encode_features(self, image, camera, geometry=True):
+        self.geometry.append(geometry)
+        return "features"
+
+
+def test_encode_stage_computes_geometry_only_when_a_virtual_view_needs_it():
+    editor = GeometrySpy()
+    stage = EncodeStage(editor, cpu_threads=1)
+    obs = SimpleNamespace(camera=Camera.frontal().label[0].numpy(), crop_affine=np.eye(2, 3), crop_size=64)
+    control = Control(mode="paste")
+    for mode in ("paste", "side-by-side", "view"):
+        control.update(mode=mode)
+        stage(work_for(control, obs))
+    assert editor.geometry == [False, False, True]
+    editor.config = SimpleNamespace(appearance_route=False)  # the triplane route always needs it
+    control.update(mode="paste")
+    stage(work_for(control, obs))
+    assert editor.geometry[-1] is True

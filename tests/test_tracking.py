@@ -179,3 +179,14 @@ def test_planes_smoother_smooths_the_colour_edit_field_that_decides_paste_mode()
     assert torch.equal(cut.guide.edit, edit * 3)
     plain = smoother(Planes(triplane), motion=0.0)
     assert plain.guide is None
+
+
+def test_planes_smoother_keeps_smoothing_the_field_when_no_geometry_is_computed():
+    from live3dpe.model.types import Guide, Planes
+    from live3dpe.tracking import PlanesSmoother
+
+    smoother, image, label = PlanesSmoother(), torch.zeros(1, 3, 8, 8), torch.zeros(1, 25)
+    first = smoother(Planes(None, Guide(image, label, torch.zeros(1, 12, 2, 2))), motion=0.0)
+    second = smoother(Planes(None, Guide(image, label, torch.ones(1, 12, 2, 2))), motion=0.0)
+    assert first.tensor is None and second.tensor is None
+    assert torch.allclose(second.guide.edit, torch.full((1, 12, 2, 2), smoother.edit.min_weight))  # blended, not restarted

@@ -272,11 +272,13 @@ class Editor:
         x = x.to(self.dtype) / 127.5 - 1.0
         return x.contiguous(memory_format=self.memory_format)
 
-    def encode_features(self, image: Tensor, camera: Camera | Tensor | None = None) -> Features:
+    def encode_features(self, image: Tensor, camera: Camera | Tensor | None = None, geometry: bool = True) -> Features:
         """Image [B, 3, C, C] in [-1, 1] -> E_low/F and E_high features (no prompt needed).
 
         camera: the camera that saw the crop ([B or 1, 25] or a Camera; default frontal), kept with
-        the full-resolution crop as the `Guide` on the appearance route; unused otherwise."""
+        the full-resolution crop as the `Guide` on the appearance route; unused otherwise.
+        geometry=False (appearance route only): skip the encoders; the planes then show only the
+        input camera (`render_image`), which is all paste mode needs, at a fraction of the cost."""
         if not isinstance(image, Tensor) or image.ndim != 4:
             raise ValueError(f"image must be a [B, 3, H, W] tensor, got {getattr(image, 'shape', type(image).__name__)}")
         self._check_crop_size(tuple(image.shape[-2:]))
@@ -288,6 +290,10 @@ class Editor:
             if label.shape[0] not in (1, image.shape[0]):
                 raise ValueError(f"{label.shape[0]} cameras for {image.shape[0]} images")
             guide = Guide(image, label.expand(image.shape[0], -1))
+            if not geometry:
+                return Features(None, None, guide)
+        elif not geometry:
+            raise ValueError(f"preset {self.config.name!r} has no appearance route: its image always needs the geometry")
         with self._inference():
             out = self.net.encoder.encode_features(to_input_resolution(image, self.input_resolution))
         return Features(out["high_feature"], out["f_feature"], guide)
@@ -303,11 +309,11 @@ class Editor:
             if not isinstance(prompt, PromptEmbedding):
                 raise TypeError(f"prompt must be a PromptEmbedding (see encode_prompt) or None, got {type(prompt).__name__}")
             tokens = prompt.tokens
-            batch = features.high.shape[0]
+            batch = (features.high if features.high is not None else features.guide.image).shape[0]
             if tokens.ndim != 3 or tokens.shape[-1] != self.config.ref_dim or tokens.shape[0] not in (1, batch):
                 raise ValueError(f"prompt tokens must be [1 or {batch}, N, {self.config.ref_dim}], got {tuple(tokens.shape)}")
             tokens = tokens.to(device=self.device, dtype=self.dtype)
-        feats = {"high_feature": features.high, "f_feature": features.f}
+        feats = None if features.high is None else {"high_feature": features.high, "f_feature": features.f}
         guide = features.guide
         if self.config.appearance_route and guide is None:
             raise ValueError("these features carry no guide image: make them with this editor's encode_features")
@@ -340,6 +346,8 @@ class Editor:
         K views; B plane sets with one camera render all from it."""
         if not isinstance(planes, Planes):
             raise TypeError(f"planes must be Planes (from encode), got {type(planes).__name__}")
+        if planes.tensor is None:
+            raise ValueError("these planes have no geometry (encode_features(geometry=False)): only render_image at the input camera shows them")
         label = self._labels(camera).to(self.device)
         p, guide = planes.tensor.to(self.device), planes.guide
         if p.shape[0] != label.shape[0]:

@@ -51,26 +51,30 @@ class Features:
     """The prompt-independent encoder features (the frozen prior's part): `high` from E_high and
     `f` from E_low's transformer F, [B, C, R/4, R/4] each. Any prompt can then be fused in
     (cross-attention, Eq. 2, and E_t, Eq. 3) without encoding the image again, and a pipeline
-    can run the two halves in separate stages."""
+    can run the two halves in separate stages. On the appearance route `high` and `f` may be None
+    (`Editor.encode_features(..., geometry=False)`): the guide alone makes the input camera's image."""
 
-    high: Tensor
-    f: Tensor
+    high: Tensor | None
+    f: Tensor | None
     guide: Guide | None = None
 
 
 @dataclass(frozen=True)
 class Planes:
-    """A triplane [B, 3 * C, R, R]; channel k belongs to plane k // C (CONVENTIONS.md §5)."""
+    """A triplane [B, 3 * C, R, R]; channel k belongs to plane k // C (CONVENTIONS.md §5).
+    tensor None: no geometry was computed (appearance route); such planes show the input camera only."""
 
-    tensor: Tensor
+    tensor: Tensor | None
     guide: Guide | None = None
 
     @property
     def resolution(self) -> int:
+        if self.tensor is None:
+            raise ValueError("planes without geometry have no triplane resolution")
         return self.tensor.shape[-1]
 
     def detach(self) -> Planes:
-        return dataclasses.replace(self, tensor=self.tensor.detach())
+        return self if self.tensor is None else dataclasses.replace(self, tensor=self.tensor.detach())
 
     def with_tensor(self, tensor: Tensor) -> Planes:
         """The same planes (and guide) with a new triplane tensor, e.g. after temporal smoothing."""

@@ -92,8 +92,10 @@ class EncodeStage(_TorchStage):
         ed = self.editor
         r = ed.crop_resolution
         crop = warp_crop(work.frame.image, scale_affine(obs.crop_affine, r / obs.crop_size), r)
+        # paste / side-by-side show the input camera: on the appearance route that needs no geometry
+        geometry = work.control.mode == "view" or not ed.config.appearance_route
         with self.running():
-            work.features = ed.encode_features(ed.preprocess(crop), observation_camera(obs))
+            work.features = ed.encode_features(ed.preprocess(crop), observation_camera(obs), geometry=geometry)
 
 
 class FuseStage(_TorchStage):

@@ -72,10 +72,12 @@ class PlanesSmoother:
 
     def __call__(self, planes, motion: float):
         """planes: `live3dpe.model.Planes` -> the smoothed `Planes` (its guide's image untouched)."""
-        tensor = self.triplane(planes.tensor, motion)
-        if tensor is planes.tensor:  # the triplane average (re)started: so does the field's
-            self.edit.reset()
-        smoothed = planes.with_tensor(tensor)
+        smoothed = planes
+        if planes.tensor is not None:  # None: paste mode computed no geometry this frame
+            tensor = self.triplane(planes.tensor, motion)
+            if tensor is planes.tensor:  # the triplane average (re)started: so does the field's
+                self.edit.reset()
+            smoothed = planes.with_tensor(tensor)
         guide = planes.guide
         if guide is None or guide.edit is None:
             return smoothed
