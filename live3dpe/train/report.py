@@ -57,8 +57,8 @@ def customization_markdown(c: dict) -> str:
     lines = [
         f"# Customization: learning `{c['style']}` from n pairs (prompt: \"{c['phrase']}\")",
         "",
-        "Tuned: text projection + E_t normalisation layers. PSNR (dB) on held-out people, novel views (yaw ±30°),",
-        "against optimisation time (evaluation time excluded). Step 0 = before tuning.",
+        "Tuned: what `live3dpe adapt` tunes (the prompt encoder, with E_t's norm layers or, on the appearance route, the",
+        "appearance editor). PSNR (dB) on held-out people against optimisation time (evaluation time excluded). Step 0 = before tuning.",
         "",
         "| pairs | time (s) | steps | PSNR input | PSNR novel | PSNR novel, held-out phrasing |",
         "|---|---|---|---|---|---|",
