@@ -231,7 +231,8 @@ def build_report() -> str:
         lines += ["GPU: not yet measured (no GPU was available to the run above).", ""]
     lines += section("Live pipeline: FPS vs resolution", md_body("pipeline_latency.md"), plot_fps(pipeline) if pipeline else None)
     lines += section("Pose stage latency", md_body("pose_latency.md"))
-    lines += section("Soak: memory and latency over a long session", md_body("soak.md"))
+    soak = md_body("soak.md")  # its plot link is relative to results/
+    lines += section("Soak: memory and latency over a long session", soak and soak.replace("](soak.png)", "](results/soak.png)"))
     files = sorted(RESULTS.glob("training_*.json")) + sorted(RESULTS.glob("customization*.json"))
     png, notes = plot_adaptation(files)
     tables = [b for b in (md_body("training_quality.md"), md_body("training_customization.md")) if b]
