@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 import torch
-
 from common import RESULTS, environment
+
 from live3dpe.model.checkpoint import load_checkpoint
 from live3dpe.synth.styles import STYLES
 from live3dpe.train.data import TextFeatureCache

@@ -37,19 +37,8 @@ def _faces() -> SyntheticFaceSource:
     return SyntheticFaceSource(160, 120, fps=15)
 
 
-async def _stuck_offer() -> str:
-    """A real offer SDP with its ICE candidates and end-of-candidates removed: it can never connect."""
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTrack(SourceTrack(_faces()))
-    pc.createDataChannel("control")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return "".join(line + "\r\n" for line in sdp.splitlines() if not line.startswith(("a=candidate", "a=end-of-candidates")))
-
-
-async def _abandoned_offer() -> str:
-    """A complete offer (with its candidates) from a client that then goes away: it never connects."""
+async def _offer_sdp() -> str:
+    """A real offer SDP from a client that then goes away: it never connects."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTrack(SourceTrack(_faces()))
     pc.createDataChannel("control")
@@ -58,6 +47,12 @@ async def _abandoned_offer() -> str:
     await pc.close()
     assert "a=candidate" in sdp
     return sdp
+
+
+async def _stuck_offer() -> str:
+    """An offer with its ICE candidates and end-of-candidates removed: it can never connect."""
+    sdp = await _offer_sdp()
+    return "".join(line + "\r\n" for line in sdp.splitlines() if not line.startswith(("a=candidate", "a=end-of-candidates")))
 
 
 async def _post(http: aiohttp.ClientSession, url: str, body: str, **headers) -> tuple[int, dict]:
@@ -144,7 +139,7 @@ def test_offer_whose_client_never_connects_frees_its_slot_within_the_timeout():
 
     async def scenario():
         server = _server(max_peers=1, connect_timeout_s=CONNECT_TIMEOUT_S)
-        offer = json.dumps({"sdp": await _abandoned_offer(), "type": "offer"})
+        offer = json.dumps({"sdp": await _offer_sdp(), "type": "offer"})
         async with running_app(server.app) as url, aiohttp.ClientSession() as http:
             assert (await _post(http, url, offer, **{"Content-Type": "application/json"}))[0] == 200
             assert (await _post(http, url, offer, **{"Content-Type": "application/json"}))[0] == 503
