@@ -1,0 +1,121 @@
+"""Paste the model's face back along the face's own contour, colour-matched at the seam.
+
+`align.paste_back`'s default mask is a fixed ellipse over the whole crop: the render's background
+shows as a halo around the face, and on a turned head a disc of it covers the photo. `paste_face`
+instead masks with this frame's FaceMesh face oval (inset, feathered in proportion to the face),
+scales the render's colour to the frame's in the seam band, and fades to the untouched frame as
+the head turns beyond the poses the model was trained on. The warp and blend stay `paste_back`'s.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from live3dpe.pose.align import as_rgb, paste_back, scale_affine, warp_crop
+from live3dpe.pose.estimator import FaceObservation
+
+# mediapipe FaceMesh's face oval (its FACEMESH_FACE_OVAL connections), walked as one closed loop
+# from the top of the forehead over the subject's left cheek, the chin and the right cheek.
+FACE_OVAL = np.array(
+    [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+     152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109],
+    np.intp,
+)  # fmt: skip
+SUBPIXEL_BITS = 4  # fillPoly's fractional bits: the contour moves smoothly, not in whole pixels
+SEAM_LEVELS = (5, 250)  # uint8 mask values between which both images show: the seam band
+# Side of the mask and of the seam colour statistics: both are smooth, so they are made on a
+# small crop (the face itself stays at full size; `paste_back` resizes the mask to it).
+MASK_SIZE = 128
+
+
+def pose_weight(yaw: float, pitch: float, max_yaw_deg: float, max_pitch_deg: float, fade_deg: float) -> float:
+    """How much of the face to paste for a head pose (degrees): 1 within `max_*_deg - fade_deg`,
+    0 from `max_*_deg` on (the model has not seen such poses and the frame is the better
+    picture), a smoothstep in between, so the face fades out as the head turns."""
+    if fade_deg <= 0:
+        raise ValueError(f"fade_deg must be positive, got {fade_deg}")
+    t = np.clip((np.array([max_yaw_deg, max_pitch_deg]) - np.abs([yaw, pitch])) / fade_deg, 0.0, 1.0)
+    return float(np.prod(t * t * (3 - 2 * t)))
+
+
+def contour_in_crop(landmarks: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """The face oval float64[36, 2] in the crop of a frame -> crop `affine` [2, 3]."""
+    A = np.asarray(affine, np.float64)
+    return np.asarray(landmarks, np.float64)[FACE_OVAL, :2] @ A[:, :2].T + A[:, 2]
+
+
+def contour_mask(contour: np.ndarray, size: int, feather: float = 0.025, erode: float = 0.05) -> np.ndarray:
+    """Soft mask uint8[size, size] (255 = face) of the polygon `contour` [N, 2] in crop px.
+
+    The polygon is inset by `erode` and blurred with a Gaussian of sigma `feather`, both as
+    fractions of the face size (square root of its area), so the seam sits on the face's own
+    skin at any face size and the mask has (nearly) vanished at the contour itself. The inset
+    moves each vertex along its normal: a true erosion with an elliptical kernel costs
+    milliseconds at these sizes, and the oval is smooth enough for the two to agree.
+    """
+    p = np.asarray(contour, np.float64)
+    x, y = p[:, 0], p[:, 1]
+    area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))  # > 0: interior on the left
+    m = np.zeros((size, size), np.uint8)
+    face_size = np.sqrt(abs(area))
+    if face_size < 1.0:
+        return m
+    tangent = np.roll(p, -1, 0) - np.roll(p, 1, 0)
+    inward = np.sign(area) * np.stack([-tangent[:, 1], tangent[:, 0]], 1)
+    inward /= np.maximum(np.linalg.norm(inward, axis=1, keepdims=True), 1e-9)
+    inset = p + erode * face_size * inward
+    fixed = np.round(inset * (1 << SUBPIXEL_BITS)).astype(np.int32)
+    cv2.fillPoly(m, [fixed], 255, cv2.LINE_AA, SUBPIXEL_BITS)
+    sigma = feather * face_size
+    return cv2.GaussianBlur(m, (0, 0), sigma) if sigma >= 0.3 else m
+
+
+def seam_gain(face: np.ndarray, frame_crop: np.ndarray, band: np.ndarray, max_gain: float) -> np.ndarray:
+    """Per-channel gains float64[3] that bring `face`'s mean over `band` (uint8 mask) to
+    `frame_crop`'s there (same-size uint8 RGB images), clamped to [1 / max_gain, max_gain]:
+    enough for exposure and white balance, not enough to undo an edit that recolours the face
+    on purpose. All ones when the band is empty."""
+    if not band.any():
+        return np.ones(3)
+    face_mean = np.array(cv2.mean(face, band)[:3])
+    frame_mean = np.array(cv2.mean(frame_crop, band)[:3])
+    return np.clip((frame_mean + 1.0) / (face_mean + 1.0), 1.0 / max_gain, max_gain)
+
+
+def scale_channels(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """uint8 HxWx3 with channel c multiplied by gain[c], rounded and saturated (one table lookup)."""
+    lut = np.clip(np.arange(256.0)[:, None] * gain + 0.5, 0, 255).astype(np.uint8)
+    return cv2.LUT(image, lut.reshape(256, 1, 3))
+
+
+def paste_face(
+    frame: np.ndarray,
+    face_rgb: np.ndarray,
+    obs: FaceObservation,
+    *,
+    max_yaw_deg: float = 45.0,
+    max_pitch_deg: float = 35.0,
+    fade_deg: float = 10.0,
+    feather: float = 0.025,
+    erode: float = 0.05,
+    max_gain: float = 1.25,
+) -> np.ndarray:
+    """Blend the model's face image (uint8[S, S, 3], the crop of `obs` at any size S) into the
+    frame inside the face contour; returns a new uint8 HxWx3 frame.
+
+    The mask is `contour_mask` of the observed face oval, times `pose_weight` (from
+    `max_yaw_deg` / `max_pitch_deg` on the result is the frame itself); the face's colour is
+    scaled to the frame's in the seam band (`seam_gain`; `max_gain=1` leaves it as is).
+    """
+    weight = pose_weight(obs.yaw, obs.pitch, max_yaw_deg, max_pitch_deg, fade_deg)
+    if weight == 0.0:
+        return as_rgb(frame).copy()
+    face = as_rgb(face_rgb)
+    n = min(MASK_SIZE, face.shape[0])
+    A = scale_affine(np.asarray(obs.crop_affine, np.float64), n / obs.crop_size)
+    m = contour_mask(contour_in_crop(obs.landmarks, A), n, feather, erode)
+    if max_gain > 1.0:
+        small = cv2.resize(face, (n, n), interpolation=cv2.INTER_AREA)
+        face = scale_channels(face, seam_gain(small, warp_crop(frame, A, n), cv2.inRange(m, *SEAM_LEVELS), max_gain))
+    alpha = m.astype(np.float32) * np.float32(weight / 255.0)
+    return paste_back(frame, face, obs.crop_affine, mask=alpha, crop_size=obs.crop_size)
