@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, commit  # noqa: E402
 
 from live3dpe.model.editor import Editor
+from live3dpe.pipeline import FaceWork, build_stages, pipeline_torch_threads, run_once
+from live3dpe.pipeline.stages import pipeline_engine
 from live3dpe.stream.control import Control
-from live3dpe.stream.engine import Engine, Work
 from live3dpe.stream.sinks import NullSink
-from live3dpe.stream.stages import build_stages, naive_step, pipeline_torch_threads
 from live3dpe.stream.stats import Stats
 from live3dpe.stream.synthetic import SyntheticFaceSource
 
@@ -46,18 +46,18 @@ def run_engine(editor, width: int, height: int, seconds: float, source_fps: floa
     source.prerender()  # a camera read is cheap; drawing the synthetic face is not
     control = Control(prompt_text="golden statue")
     stats = Stats()
-    engine = Engine(source, NullSink(), build_stages(editor), live=True, control=control, stats=stats, on_demand=on_demand)
+    engine = pipeline_engine(source, NullSink(), editor, live=True, control=control, stats=stats, on_demand=on_demand)
     engine.start()
     while stats.frames_out == 0 and engine.running:  # first frame pays one-off set-up costs
         time.sleep(0.05)
     time.sleep(warmup_s)
-    out0, n_lat0, t0, c0 = stats.frames_out, len(stats.latencies_ms), time.monotonic(), time.process_time()
+    out0, n_lat0, t0, c0 = stats.frames_out, stats.latency_count, time.monotonic(), time.process_time()
     time.sleep(seconds)
-    out1, n_lat1, t1, c1 = stats.frames_out, len(stats.latencies_ms), time.monotonic(), time.process_time()
+    out1, n_lat1, t1, c1 = stats.frames_out, stats.latency_count, time.monotonic(), time.process_time()
     engine.stop()
     engine.join()
     engine.source.close()
-    lat = np.asarray(stats.latencies_ms[n_lat0:n_lat1])
+    lat = np.asarray(stats.latencies_since(n_lat0)[: n_lat1 - n_lat0])
     snap = stats.snapshot()
     return {
         "fps": (out1 - out0) / (t1 - t0),
@@ -80,12 +80,12 @@ def run_naive(editor, width: int, height: int, seconds: float, threads: int, war
     stages = build_stages(editor, cpu_threads=threads)
     control = Control(prompt_text="golden statue").get()
     for _ in range(warmup_frames):
-        naive_step(stages, Work(source.recv(), control))
+        run_once(stages, FaceWork(source.recv(), control))
     lat, t0, c0 = [], time.monotonic(), time.process_time()
     while time.monotonic() - t0 < seconds:
         frame = source.recv()
         frame.captured_ns = time.monotonic_ns()
-        naive_step(stages, Work(frame, control))
+        run_once(stages, FaceWork(frame, control))
         lat.append((time.monotonic_ns() - frame.captured_ns) / 1e6)
     elapsed, cpu = time.monotonic() - t0, time.process_time() - c0
     return {"fps": len(lat) / elapsed, "cpu_ms_per_frame": cpu * 1e3 / len(lat), "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p95": float(np.percentile(lat, 95))}

@@ -58,7 +58,7 @@ class Sampler:
 
     def sample(self, stats, extra: dict | None = None) -> dict:
         now = time.monotonic()
-        lat = np.asarray(stats.latencies_ms[self._lat :])
+        lat = np.asarray(stats.latencies_since(self._lat))
         row = {
             "t_s": round(now - self.t0, 2),
             "rss_mb": round(rss_mb(), 1),
@@ -70,7 +70,7 @@ class Sampler:
             "load_avg_1m": round(os.getloadavg()[0], 2),
             **(extra or {}),
         }
-        self._frames, self._lat, self._t = stats.frames_out, len(stats.latencies_ms), now
+        self._frames, self._lat, self._t = stats.frames_out, stats.latency_count, now
         self.samples.append(row)
         print(json.dumps(row), flush=True)
         return row
@@ -93,14 +93,12 @@ def _source(args, realtime: bool = True):
 
 
 def run_live(args) -> list[dict]:
+    from live3dpe.pipeline.stages import pipeline_engine
     from live3dpe.stream.control import Control
-    from live3dpe.stream.engine import Engine
     from live3dpe.stream.sinks import NullSink
-    from live3dpe.stream.stages import build_stages
-    from live3dpe.stream.stats import Stats
 
-    stats = Stats()
-    engine = Engine(_source(args), NullSink(), build_stages(_editor(args.device)), live=True, control=Control(prompt_text=PROMPT), stats=stats)
+    engine = pipeline_engine(_source(args), NullSink(), _editor(args.device), live=True, control=Control(prompt_text=PROMPT))
+    stats = engine.stats
     engine.start()
     sampler = Sampler(args.interval)
     deadline = sampler.t0 + args.minutes * 60
@@ -116,7 +114,7 @@ def run_live(args) -> list[dict]:
 
 
 def run_serve(args) -> list[dict]:
-    from live3dpe.stream.stages import build_stages
+    from live3dpe.pipeline.stages import build_stages
     from live3dpe.webapp.rtc_client import LoopbackClient
     from live3dpe.webapp.server import WebRTCServer, running_app
 

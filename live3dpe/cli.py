@@ -13,8 +13,11 @@ import signal
 import sys
 import threading
 
+from live3dpe.logs import configure_logging, native_noise_filtered
+
 COMMAND_MODULES = (
     "live3dpe.model.commands",
+    "live3dpe.pipeline.commands",
     "live3dpe.stream.commands",
     "live3dpe.synth.commands",
     "live3dpe.train.commands",
@@ -28,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="live3dpe",
         description="Real-time 3D-aware portrait editing (3DPE): edit a face in 3D from a text or image prompt.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, including the libraries' own (mediapipe, TFLite, WebRTC)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -67,12 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     130 Ctrl+C, 143 SIGTERM."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), native_noise_filtered(not args.verbose):
             return int(args.func(args) or 0)
     except Terminated:
         print(f"live3dpe {args.command}: terminated", file=sys.stderr)

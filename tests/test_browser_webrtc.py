@@ -1,10 +1,11 @@
 """The WebRTC demo in headless Chromium with a fake camera playing a generated face clip.
 
 Debian's chromium is driven by Playwright (never `playwright install`). The page connects
-to `live3dpe serve`, the test reads pixels of both <video> elements, checks that the face
-region comes back edited, changes the prompt through the page's data channel and checks
-that it reaches the model and the video, then turns pass-through on and sees the camera's
-face come back. Screenshots go to $LIVE3DPE_ARTIFACTS (or tmp).
+to `live3dpe serve` (started with a prompt, which the page's form shows), the test reads
+pixels of both <video> elements, checks that the face region comes back edited, changes the
+prompt through the page's data channel and checks that it reaches the model and the video
+and that the page says "Applied", then turns pass-through on and sees the camera's face
+come back, and picks a side view, which switches the page to full view mode. Screenshots go to $LIVE3DPE_ARTIFACTS (or tmp).
 """
 from __future__ import annotations
 
@@ -105,10 +106,20 @@ async def wait_applied(page, condition: str) -> None:
     await page.wait_for_function(f"window.live3dpe.stats.applied_version >= {version}", timeout=120_000)
 
 
+async def wait_text(page, selector: str, text: str) -> None:
+    """Wait until an element's text is exactly `text` (the page's status lines)."""
+    js = "([sel, text]) => document.querySelector(sel).textContent === text"
+    await page.wait_for_function(js, arg=[selector, text], timeout=120_000)
+
+
 async def edit_scenario(page, shots: Path) -> None:
     """Connect, check the face comes back edited, change the prompt in the page, check it shows."""
     await page.click("#start")
     await page.wait_for_function(STATS_JS, arg=2, timeout=120_000)
+    # the form shows the server's settings, and the status line confirms they reached the video
+    assert await page.input_value("#prompt") == "golden statue"
+    assert await page.input_value("#mode") == "paste"
+    await wait_text(page, "#applied", "Applied: golden statue · paste")
     await page.wait_for_timeout(1500)
     local, before = await grab(page, "local"), await grab(page, "remote")
     await page.screenshot(path=str(shots / "webrtc_edited.png"))
@@ -123,6 +134,7 @@ async def edit_scenario(page, shots: Path) -> None:
     await page.fill("#prompt", "a marble statue")
     await page.click("#apply-prompt")
     await wait_applied(page, "window.live3dpe.state.prompt === 'a marble statue'")
+    await wait_text(page, "#applied", "Applied: a marble statue · paste")
     await page.screenshot(path=str(shots / "webrtc_prompt_changed.png"))
 
     # a reference-image prompt, picked in the page, shrunk and sent over the data channel
@@ -141,6 +153,12 @@ async def edit_scenario(page, shots: Path) -> None:
     await page.screenshot(path=str(shots / "webrtc_passthrough.png"))
     # two lossy VP8 legs blur fine detail, so compare with how different the edit was
     assert plain[face].mean() < min(30.0, diff[face].mean() / 3), (plain[face].mean(), diff[face].mean())
+
+    # a side view shows only in full view mode: picking one in paste mode switches and says so
+    await page.select_option("#view", "orbit")
+    await page.wait_for_function("window.live3dpe.state.view === 'orbit' && window.live3dpe.state.mode === 'view'", timeout=30_000)
+    assert await page.input_value("#mode") == "view"
+    assert "switched to full view mode" in await page.text_content("#view-note")
     assert await page.evaluate("window.live3dpe.errors") == []
     stats_text = await page.text_content("#stats")
     assert "fps" in stats_text and "latency" in stats_text
@@ -148,15 +166,15 @@ async def edit_scenario(page, shots: Path) -> None:
 
 def test_browser_camera_is_edited_and_prompt_changes(tmp_path):
     from live3dpe.model.editor import Editor
-    from live3dpe.stream.stages import build_stages
+    from live3dpe.pipeline.stages import build_stages
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # random tiny weights
         editor = PromptSpy(Editor.load("tiny"))
-    server = WebRTCServer(lambda: build_stages(editor), max_peers=1)
+    server = WebRTCServer(lambda: build_stages(editor), max_peers=1, initial_control={"prompt_text": "golden statue"})
     run_browser_scenario(server, tmp_path, edit_scenario)
     # the prompt typed in the page reached the model (random tiny weights barely show it in pixels)
-    assert editor.prompts == ["a marble statue", None]  # then the image prompt (no text)
+    assert editor.prompts == ["golden statue", "a marble statue", None]  # then the image prompt (no text)
 
 
 def run_browser_scenario(server: WebRTCServer, tmp_path: Path, scenario) -> None:

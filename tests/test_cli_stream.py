@@ -57,7 +57,7 @@ def test_process_keeps_frames_duration_audio_and_edits_only_the_face(clip, tmp_p
 
 @pytest.mark.slow
 def test_process_model_failure_on_a_frame_keeps_every_frame(clip, tmp_path, monkeypatch):
-    from live3dpe.stream import stages
+    from live3dpe.pipeline import stages
 
     calls = {"n": 0}
     original = stages.RenderStage.__call__

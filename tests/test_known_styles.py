@@ -145,7 +145,7 @@ def test_a_near_prompt_logs_its_nearest_style(editor, caplog):
 
 
 def test_a_run_logs_the_nearest_style_when_it_loads_the_model(editor, monkeypatch, caplog):
-    from live3dpe.stream.commands import load_editor
+    from live3dpe.pipeline.commands import load_editor
 
     monkeypatch.setattr(editor_module.Editor, "load", classmethod(lambda cls, *a, **k: editor))
     with caplog.at_level(logging.INFO, logger="live3dpe"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 from skimage.data import astronaut
 
 from live3dpe.pose import FacePoseEstimator
@@ -32,7 +33,7 @@ def test_detects_the_face_with_the_contract_fields(base, photo):
     assert base.landmarks.shape == (478, 3) and base.landmarks.dtype == np.float32
     x0, y0, x1, y1 = base.bbox
     assert 0 <= x0 < x1 <= photo.shape[1] and 0 <= y0 < y1 <= photo.shape[0]
-    assert base.camera.shape == (25,) and base.camera.dtype == np.float32
+    assert base.camera.label.shape == (1, 25) and base.camera.label.dtype == torch.float32
     assert base.crop_affine.shape == (2, 3) and base.crop_inverse.shape == (2, 3)
     np.testing.assert_allclose(
         np.vstack([base.crop_affine, [0, 0, 1]]) @ np.vstack([base.crop_inverse, [0, 0, 1]]), np.eye(3), atol=1e-4

@@ -45,7 +45,7 @@ def _face_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def test_real_pipeline_edits_the_face_and_follows_the_prompt():
     from live3dpe.model.editor import Editor
-    from live3dpe.stream.stages import build_stages
+    from live3dpe.pipeline.stages import build_stages
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # random tiny weights

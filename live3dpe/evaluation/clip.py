@@ -90,21 +90,20 @@ class Run:
 
 def run_pipeline(editor, frames: list, prompt: str | None, smoothing: bool) -> Run:
     """The `live3dpe process` pipeline (pose, encode, fuse, render, paste) over `frames`, in memory."""
+    from live3dpe.pipeline.stages import pipeline_engine
+    from live3dpe.pipeline.work import FaceWork
     from live3dpe.stream.control import Control
-    from live3dpe.stream.engine import Engine
-    from live3dpe.stream.stages import build_stages
     from live3dpe.stream.stats import Stats
 
     index = {f.pts: i for i, f in enumerate(frames)}
     observations: list = [None] * len(frames)
 
-    def record(image: np.ndarray, work) -> np.ndarray:
-        observations[index[work.frame.pts]] = work.obs if work.face is not None else None
-        return image
+    def record(work: FaceWork) -> None:
+        observations[index[work.frame.pts]] = work.obs if work.edited else None
 
     sink, stats = _ListSink(), Stats()
-    engine = Engine(
-        _ListSource(frames), sink, build_stages(editor), live=False, stats=stats, postprocess=record,
+    engine = pipeline_engine(
+        _ListSource(frames), sink, editor, live=False, stats=stats, on_output=record,
         control=Control(prompt_text=prompt, smoothing=smoothing),
     )  # fmt: skip
     t0 = time.perf_counter()

@@ -108,8 +108,8 @@ def cmd_real(args: argparse.Namespace) -> int:
     from live3dpe.evaluation.learned import Unavailable
     from live3dpe.evaluation.real import RealConfig, markdown, run_real
     from live3dpe.evaluation.sheet import write_png
+    from live3dpe.pipeline.portrait import PortraitService
     from live3dpe.pose import FacePoseEstimator
-    from live3dpe.webapp.portrait import PortraitService
 
     cfg = RealConfig(prompts=tuple(args.prompts or DEFAULT_PROMPTS), yaws_deg=_yaws(args.yaws, RealConfig.yaws_deg))
     identity = load_dlib_identity()

@@ -131,7 +131,7 @@ class RealFaceEvaluator:
     def _reference_face(self, image: np.ndarray) -> tuple[np.ndarray, bool]:
         """The reference's face aligned like the portraits (for its colour statistics), or the whole
         image when no face is found there (a texture or a painting can still be a prompt)."""
-        from live3dpe.webapp.portrait import NoFaceError
+        from live3dpe.pipeline.portrait import NoFaceError
 
         try:
             return at_face_size(self.service.align(image)[0]), True
@@ -240,7 +240,7 @@ def run_real(
     """Every portrait of a folder -> (JSON payload, contact sheet or None when nothing could be edited)."""
     from tqdm import tqdm
 
-    from live3dpe.webapp.portrait import NoFaceError
+    from live3dpe.pipeline.portrait import NoFaceError
 
     if references is not None and not references.is_dir():
         raise FileNotFoundError(f"reference folder {references} not found")

@@ -2,12 +2,13 @@
 and pose jitter of the raw and One-Euro-filtered estimates.
 
 The head moves by its camera (as a pose estimator reports it) while the jaw talks and the eyes
-blink. Each frame is edited at its own camera; the smoothed run feeds the same triplanes
-through `PlanesSmoother` (triplane and colour-edit field), driven by `ObservationFilter`'s motion measure as in the live
-pipeline. The ground-truth edited clip's own flicker is the floor (real motion, no noise).
+blink. Each frame is edited at its own camera by the live pipeline's own fuse stage, once with
+smoothing off and once on (`PlanesSmoother` on the triplane and colour-edit field, driven by
+`ObservationFilter`'s motion measure). The ground-truth edited clip's own flicker is the floor (real motion, no noise).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -16,13 +17,15 @@ import numpy as np
 import torch
 
 from live3dpe.evaluation.metrics import flow_warping_error, jitter, psnr
-from live3dpe.model.cameras import camera_yaw_pitch
+from live3dpe.model.cameras import Camera, camera_yaw_pitch
 from live3dpe.model.editor import Editor
+from live3dpe.pipeline import FuseStage, ModelRunner
+from live3dpe.stream.control import ControlState
 from live3dpe.synth.expression import talking_head_sequence
 from live3dpe.synth.person import sample_person
 from live3dpe.synth.render import render
 from live3dpe.synth.styles import STYLES
-from live3dpe.tracking import ObservationFilter, PlanesSmoother
+from live3dpe.tracking import ObservationFilter
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +55,11 @@ def run_sequence(editor: Editor, style: str, frames: int = 20, fps: float = 25.0
     edited = STYLES[style].apply(person)
     reference = STYLES[style].apply(sample_person(rng))
     sequence = talking_head_sequence(frames, fps, seed)
-    prompt = editor.encode_prompt(image=render(reference, sequence[0][0], editor.crop_resolution, supersample=supersample).image)
-    smoother = PlanesSmoother()
+    prompt_image = render(reference, sequence[0][0], editor.crop_resolution, supersample=supersample).image
+    runner = ModelRunner(editor, torch.get_num_threads())
+    fuse = FuseStage(runner)
+    smoothed_control = ControlState(prompt_image=prompt_image, smoothing=True)
+    raw_control = dataclasses.replace(smoothed_control, smoothing=False)
     estimator, obs_filter = _pose_tracker()
     raw, smooth, truth = [], [], []
     gt_pose, est_pose, filt_pose = [], [], []
@@ -73,11 +79,10 @@ def run_sequence(editor: Editor, style: str, frames: int = 20, fps: float = 25.0
                     gt_pose.append([math.degrees(float(yaw)), math.degrees(float(pitch))])
                     est_pose.append([obs.yaw, obs.pitch])
                     filt_pose.append([filtered.yaw, filtered.pitch])
-            cam = torch.as_tensor(label, dtype=torch.float32)
-            planes = editor.encode(editor.preprocess(frame), prompt, cam)
-            raw.append(editor.postprocess(editor.render_image(planes, cam))[0])
-            smoothed = smoother(planes, motion)
-            smooth.append(editor.postprocess(editor.render_image(smoothed, cam))[0])
+            cam = Camera(torch.as_tensor(label, dtype=torch.float32).reshape(1, 25))
+            features = runner.encode(frame, cam)
+            raw.append(runner.render(fuse.planes_for(features, raw_control, motion), cam))
+            smooth.append(runner.render(fuse.planes_for(features, smoothed_control, motion), cam))
     finally:
         if estimator is not None:
             estimator.close()

@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
-from live3dpe.pose.align import alignment_affine, as_rgb, invert_affine
+from live3dpe.model.cameras import Camera
+from live3dpe.pose.align import alignment_affine, as_rgb, invert_affine, scale_affine, warp_crop
 from live3dpe.pose.canonical import five_points
 from live3dpe.pose.detection import FaceBoxDetector
 from live3dpe.pose.headpose import default_focal, fit_head_pose, head_pose_to_camera
@@ -36,7 +38,7 @@ class FaceObservation:
     bbox (x0, y0, x1, y1) px of the landmarks; score in (0, 1], how well the landmarks fit a
     rigid face; rotation float[3, 3] and translation float[3] cm: the head in the (assumed)
     camera's OpenCV space; yaw/pitch/roll degrees (the model camera's yaw/pitch, the face's
-    counter-clockwise in-plane angle; see `headpose`); camera float32[25], the model's label;
+    counter-clockwise in-plane angle; see `headpose`); camera: the model's `Camera` (batch 1);
     crop_affine float32[2, 3] frame px -> crop px for a `crop_size` crop, crop_inverse its
     inverse; all_faces: bboxes of every face found in the frame; frame_size (W, H);
     motion: how fast the face moves (face sizes per second), set by `tracking`.
@@ -50,13 +52,18 @@ class FaceObservation:
     yaw: float
     pitch: float
     roll: float
-    camera: np.ndarray
+    camera: Camera
     crop_affine: np.ndarray
     crop_inverse: np.ndarray
     crop_size: int = 512
     all_faces: list[Box] = field(default_factory=list)
     frame_size: tuple[int, int] = (0, 0)
     motion: float = 0.0
+
+    def model_crop(self, frame: np.ndarray, size: int) -> np.ndarray:
+        """The aligned face uint8[size, size, 3] at the resolution a model takes (the same
+        alignment as the `crop_size` crop, resampled once from the frame)."""
+        return warp_crop(frame, scale_affine(self.crop_affine, size / self.crop_size), size)
 
 
 def landmark_boxes(landmarks: np.ndarray) -> list[Box]:
@@ -117,7 +124,7 @@ def observe(
         yaw=float(np.degrees(yaw[0])),
         pitch=float(np.degrees(pitch[0])),
         roll=float(np.degrees(roll[0])),
-        camera=label[0],
+        camera=Camera(torch.from_numpy(label[:1])),
         crop_affine=affine[0].astype(np.float32),
         crop_inverse=invert_affine(affine[0]).astype(np.float32),
         crop_size=crop_size,

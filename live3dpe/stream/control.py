@@ -15,6 +15,19 @@ from dataclasses import dataclass
 import numpy as np
 
 MODES = ("paste", "view", "side-by-side")
+MAX_PROMPT_CHARS = 300  # a sentence; what the web pages allow and every front end enforces
+
+
+def clean_prompt(value: object) -> str | None:
+    """A text prompt stripped and within `MAX_PROMPT_CHARS`; None and blank mean "no edit"."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"prompt must be a string or null, got {type(value).__name__}")
+    text = value.strip()
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"prompt is too long ({len(text)} characters, limit {MAX_PROMPT_CHARS})")
+    return text or None
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,19 @@ class ViewSpec:
         return f"yaw={self.yaw_deg:g},pitch={self.pitch_deg:g}" if self.kind == "fixed" else self.kind
 
 
+# The preview window's hotkeys as (key, what it does): its help panel (`h`), `live --help`
+# and the README all show this one list.
+HOTKEYS: tuple[tuple[str, str], ...] = (
+    ("h", "show / hide this help"),
+    ("q, Esc", "quit"),
+    ("n", "next prompt of --prompts"),
+    ("v", "next viewpoint (switches to view mode)"),
+    ("m", "mirror on / off"),
+    ("s", "temporal smoothing on / off"),
+    ("p", "pass-through (unedited) on / off"),
+    ("o", "FPS and timings overlay on / off"),
+)
+
 # what the `v` hotkey cycles through
 VIEW_CYCLE = (ViewSpec("frontal"), ViewSpec("fixed", yaw_deg=-25), ViewSpec("fixed", yaw_deg=25), ViewSpec("orbit"))
 
@@ -75,6 +101,7 @@ class ControlState:
     passthrough: bool = False
     mirror: bool = False
     overlay: bool = False
+    prompts: tuple[str, ...] = ()  # what the `n` hotkey cycles through
     version: int = 0
     prompt_version: int = 0
 
@@ -113,9 +140,30 @@ class Control:
     def cycle_view(self) -> ControlState:
         """Next entry of VIEW_CYCLE (hotkey `v`)."""
         with self._lock:
-            current = self._state.view
-            idx = VIEW_CYCLE.index(current) + 1 if current in VIEW_CYCLE else 0
-            return self._apply({"view": VIEW_CYCLE[idx % len(VIEW_CYCLE)]})
+            return self._apply({"view": self._next_view()})
+
+    def show_next_view(self) -> ControlState:
+        """Hotkey `v`: the next viewpoint, switching to `view` mode when another mode is on,
+        because paste and side-by-side render from the camera's own viewpoint and the change
+        would not be seen."""
+        with self._lock:
+            return self._apply({"view": self._next_view(), "mode": "view"})
+
+    def cycle_prompt(self) -> ControlState:
+        """Hotkey `n`: the next text prompt of `prompts` (the first when the current one is not
+        in the list). Clears `prompt_image`, since a prompt is either a text or an image."""
+        with self._lock:
+            prompts = self._state.prompts
+            if not prompts:
+                raise ValueError("no prompt list to cycle through")
+            current = self._state.prompt_text
+            idx = prompts.index(current) + 1 if current in prompts else 0
+            return self._apply({"prompt_text": prompts[idx % len(prompts)], "prompt_image": None})
+
+    def _next_view(self) -> ViewSpec:
+        current = self._state.view
+        idx = VIEW_CYCLE.index(current) + 1 if current in VIEW_CYCLE else 0
+        return VIEW_CYCLE[idx % len(VIEW_CYCLE)]
 
     @staticmethod
     def _validate(changes: dict) -> dict:
@@ -127,6 +175,11 @@ class Control:
             raise ValueError(f"unknown mode {changes['mode']!r}; choose one of {', '.join(MODES)}")
         if isinstance(changes.get("view"), str):
             changes = {**changes, "view": ViewSpec.parse(changes["view"])}
+        if "prompts" in changes:
+            prompts = tuple(changes["prompts"])
+            if not all(isinstance(p, str) and p.strip() for p in prompts):
+                raise ValueError("prompts must be non-empty strings")
+            changes = {**changes, "prompts": prompts}
         img = changes.get("prompt_image")
         if img is not None and (not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3):
             raise ValueError("prompt_image must be an HxWx3 uint8 RGB array")

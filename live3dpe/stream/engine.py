@@ -13,8 +13,12 @@ behind the bottleneck (lower latency, same throughput). Offline mode connects th
 threads with `BlockingQueue`s: every input frame becomes exactly one output frame, in order.
 
 A stage that raises on a frame does not stop the stream: the remaining stages are
-skipped for that frame and the original image is passed through; each (stage, error type)
-is logged once. Passthrough in the `Control` skips all stages.
+skipped for that frame (except `always` ones, such as the compositor that keeps the output
+size and mirroring the same for every frame) and the original image is passed through; each
+(stage, error type) is logged once. Passthrough in the `Control` skips all but `always` stages.
+
+The engine is transport: it knows frames, settings and outputs, not faces or models. What
+the stages find out lives in a `Work` subclass the caller supplies (`make_work`).
 """
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -53,24 +57,34 @@ class StopStream(Exception):
 
 @dataclass
 class Work:
-    """One frame on its way through the stages, with what the stages found out about it."""
+    """One frame on its way through the stages. Subclasses add what their stages find out
+    (`live3dpe.pipeline.FaceWork`); the engine reads only these fields and the two properties."""
 
     frame: Frame
     control: ControlState
-    obs: Any = None  # pose.FaceObservation | None
-    features: Any = None  # model.types.Features | None
-    planes: Any = None  # model.types.Planes | None
-    face: np.ndarray | None = None  # edited face render, SxSx3 uint8
-    output: np.ndarray | None = None  # composited frame
-    extra: dict = field(default_factory=dict)
+    output: np.ndarray | None = None  # the frame to send; None: send `frame.image`
+    failed: str | None = None  # name of the stage that raised on this frame
+
+    @property
+    def has_face(self) -> bool:
+        return False
+
+    @property
+    def edited(self) -> bool:
+        """Whether the stages changed this frame (counted in `Stats.frames_edited`)."""
+        return False
 
 
 @dataclass(frozen=True)
 class Stage:
-    """A named step run in its own thread. `fn` fills in fields of the Work it is given."""
+    """A named step run in its own thread. `fn` fills in fields of the Work it is given.
+
+    `always`: run it on passed-through and failed frames too (a compositor that must keep
+    every output frame the same size)."""
 
     name: str
     fn: Callable[[Work], None]
+    always: bool = False
 
 
 class Engine:
@@ -88,8 +102,9 @@ class Engine:
         max_frames: int | None = None,
         queue_size: int | None = None,
         max_source_errors: int = 30,
-        postprocess: Callable[[np.ndarray, Work], np.ndarray] | None = None,
+        on_output: Callable[[Work], None] | None = None,
         on_demand: bool = True,
+        make_work: Callable[[Frame, ControlState], Work] = Work,
     ) -> None:
         self.source, self.sink, self.stages = source, sink, list(stages)
         self.live = live
@@ -97,8 +112,9 @@ class Engine:
         self.stats = stats or Stats()
         self.max_frames = max_frames
         self.max_source_errors = max_source_errors
-        self.postprocess = postprocess
+        self.on_output = on_output  # observer: sees each Work just before its frame is sent
         self.on_demand = on_demand
+        self.make_work = make_work
         size = queue_size or (1 if live else 4)
         make = LatestQueue if live else BlockingQueue
         self.queues: list[StageQueue[Work]] = [make(size) for _ in range(len(self.stages) + 1)]
@@ -205,7 +221,7 @@ class Engine:
                 errors = 0
                 n += 1
                 self.stats.record_input()
-                out.put(Work(frame, self.control.get()))
+                out.put(self.make_work(frame, self.control.get()))
         except QueueClosed:
             pass
         finally:
@@ -235,13 +251,13 @@ class Engine:
             while True:
                 self._wait_for_downstream(index)
                 work = inq.get()
-                if not (work.control.passthrough or work.extra.get("failed")):
+                if stage.always or not (work.control.passthrough or work.failed):
                     t0 = time.perf_counter()
                     self._busy_until[index] = t0 + self._mean_s[index]
                     try:
                         stage.fn(work)
                     except Exception as err:
-                        work.extra["failed"] = stage.name
+                        work.failed = work.failed or stage.name
                         work.output = None
                         self._log_once(stage.name, err)
                     elapsed = time.perf_counter() - t0
@@ -260,12 +276,12 @@ class Engine:
             while True:
                 work = inq.get()
                 image = work.frame.image if work.output is None else work.output
-                if self.postprocess is not None:
-                    image = self.postprocess(image, work)
+                if self.on_output is not None:
+                    self.on_output(work)
                 t0 = time.perf_counter()
                 self.sink.send(work.frame.with_image(np.ascontiguousarray(image)))
                 self.stats.record_stage("sink", time.perf_counter() - t0)
-                self.stats.record_output(work.frame.captured_ns, face=work.obs is not None, edited=work.output is not None)
+                self.stats.record_output(work.frame.captured_ns, face=work.has_face, edited=work.edited)
         except QueueClosed:
             pass
         except StopStream:

@@ -4,15 +4,19 @@ The video file sink lives in `videofile.py`, the WebRTC one in `webrtc.py`.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Sequence
 
 import cv2
+import numpy as np
 
-from .control import Control
+from .control import HOTKEYS, Control
 from .engine import StopStream
 from .frame import Frame
 
@@ -81,41 +85,177 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-HOTKEYS = "q quit · m mirror · v viewpoint · s smoothing · p pass-through · o overlay"
+HELP_TEXT_FRACTION = 0.035  # help/message text height as a fraction of the frame height
+MIN_TEXT_PX = 14  # ... and never below this many screen pixels, so it stays readable
+
+
+def text_height_px(frame_height: int, display_scale: float = 1.0) -> float:
+    """Text height in frame pixels: a fixed share of the frame, and at least MIN_TEXT_PX on
+    screen when the window shows the frame shrunk by `display_scale`."""
+    return max(HELP_TEXT_FRACTION * frame_height, MIN_TEXT_PX / max(display_scale, 1e-3))
+
+
+def draw_text_panel(image: np.ndarray, rows: Sequence[tuple[str, ...]], text_px: float, bottom: bool = False) -> None:
+    """Draw `rows` (cells in aligned columns) in white on a darkened box, top-left (or
+    bottom-left), in place. The text is `text_px` tall unless it would not fit the image."""
+    font, h, w = cv2.FONT_HERSHEY_SIMPLEX, image.shape[0], image.shape[1]
+    unit_h = cv2.getTextSize("Ag", font, 1.0, 1)[0][1]
+    gap = unit_h  # between columns
+    columns = [max(cv2.getTextSize(row[c], font, 1.0, 1)[0][0] for row in rows if c < len(row)) for c in range(max(map(len, rows)))]
+    unit_w = sum(columns) + gap * (len(columns) - 1)
+    pitch_h = 1.7  # line pitch in text heights (room for descenders)
+    scale = min(text_px / unit_h, 0.9 * w / unit_w, 0.9 * h / (unit_h * (pitch_h * len(rows) + 0.5)))
+    text_h = unit_h * scale
+    pad, pitch = round(0.6 * text_h), round(pitch_h * text_h)
+    box_w, box_h = round(unit_w * scale) + 2 * pad, pitch * len(rows) + 2 * pad - round(0.5 * text_h)
+    x0, y0 = pad, h - box_h - pad if bottom else pad
+    roi = image[max(0, y0) : y0 + box_h, x0 : x0 + box_w]
+    roi[:] = roi // 3  # darken, so white text reads on any frame
+    thickness = max(1, round(scale * 1.8))
+    for i, row in enumerate(rows):
+        x, y = x0 + pad, y0 + pad + round(text_h) + i * pitch
+        for cell, col_w in zip(row, columns):
+            cv2.putText(image, cell, (x, y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+            x += round((col_w + gap) * scale)
 
 
 class WindowSink:
-    """A preview window with hotkeys that change the live `Control`; `q`/Esc ends the stream."""
+    """A preview window whose hotkeys (`HOTKEYS`) change the live `Control`.
 
-    def __init__(self, control: Control, title: str = "live3dpe") -> None:
+    The window is created, drawn and destroyed by one UI thread of its own: OpenCV's HighGUI
+    hangs when a window made in one thread is pumped or closed from another (the engine sends
+    from its sink thread, the command closes from the main thread). `send` only leaves the
+    frame in a latest-frame slot, so a slow screen never holds up the engine, and raises
+    `StopStream` once the user pressed q / Esc or closed the window. `on_quit`, if given, is
+    called from the UI thread at that moment (e.g. `engine.stop`), so the stream ends even
+    while no frame arrives."""
+
+    POLL_MS = 10  # how often the UI thread looks for keys and new frames
+    MESSAGE_S = 2.5  # how long a hotkey's message stays on screen
+    CLOSE_TIMEOUT_S = 2.0
+
+    def __init__(self, control: Control, title: str = "live3dpe", on_quit: Callable[[], None] | None = None) -> None:
         if not has_display():
             raise RuntimeError("no display for a preview window (DISPLAY/WAYLAND_DISPLAY unset); use --output virtualcam or --output FILE.mp4")
-        self.control, self.title = control, title
-        self._opened = False
+        self.control, self.title, self.on_quit = control, title, on_quit
+        self.show_help = False
+        self._lock = threading.Lock()
+        self._latest: Frame | None = None
+        self._message: tuple[str, float] | None = None  # (text, monotonic time it expires)
+        self._quit = threading.Event()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def quit_requested(self) -> bool:
+        return self._quit.is_set()
 
     def send(self, frame: Frame) -> None:
-        if not self._opened:
-            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
-            cv2.setWindowTitle(self.title, f"{self.title} — {HOTKEYS}")
-            self._opened = True
-        cv2.imshow(self.title, cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
-        self.handle_key(cv2.waitKey(1) & 0xFF)
+        if self._error is not None:
+            raise RuntimeError(f"the preview window failed: {self._error}") from self._error
+        if self._quit.is_set():
+            raise StopStream
+        with self._lock:
+            self._latest = frame
+        if self._thread is None:
+            self.say("h: help, q: quit")
+            self._thread = threading.Thread(target=self._ui_loop, name="live3dpe-window", daemon=True)
+            self._thread.start()
+
+    def say(self, text: str) -> None:
+        """Show a short message at the bottom of the window for MESSAGE_S seconds."""
+        self._message = (text, time.monotonic() + self.MESSAGE_S)
 
     def handle_key(self, key: int) -> None:
-        """Apply one key press (split out so it can be tested without a window)."""
-        if key in (ord("q"), 27):
+        """Apply one key press (`cv2.waitKey` code); raises `StopStream` for q / Esc.
+
+        Split out of the UI thread so it can be tested without a window."""
+        ch = chr(key).lower() if 0 < key < 128 else ""
+        if key == 27 or ch == "q":
             raise StopStream
-        toggles = {ord("m"): "mirror", ord("s"): "smoothing", ord("p"): "passthrough", ord("o"): "overlay"}
-        if key in toggles:
-            state = self.control.toggle(toggles[key])
-            log.info("%s %s", toggles[key], "on" if getattr(state, toggles[key]) else "off")
-        elif key == ord("v"):
-            log.info("view %s", self.control.cycle_view().view)
+        toggles = {"m": "mirror", "s": "smoothing", "p": "passthrough", "o": "overlay"}
+        if ch == "h":
+            self.show_help = not self.show_help
+            return
+        if ch in toggles:
+            name = toggles[ch]
+            message = f"{name} {'on' if getattr(self.control.toggle(name), name) else 'off'}"
+        elif ch == "v":
+            message = f"view mode: {self.control.show_next_view().view}"
+        elif ch == "n":
+            try:
+                message = f"prompt: {self.control.cycle_prompt().prompt_text}"
+            except ValueError:
+                message = "no prompt list to cycle: start with --prompts 'a,b,c'"
+        else:
+            return
+        log.info("%s", message)
+        self.say(message)
+
+    def render(self, image: np.ndarray, display_scale: float = 1.0) -> np.ndarray:
+        """The BGR image the window shows for an RGB frame: with the help panel and message."""
+        out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        text_px = text_height_px(out.shape[0], display_scale)
+        if self.show_help:
+            draw_text_panel(out, HOTKEYS, text_px)
+        message = self._message
+        if message is not None and time.monotonic() < message[1]:
+            draw_text_panel(out, [(message[0],)], text_px, bottom=True)
+        return out
+
+    def _request_quit(self) -> None:
+        self._quit.set()
+        if self.on_quit is not None:
+            try:
+                self.on_quit()
+            except Exception:
+                log.exception("on_quit failed")
+
+    def _display_scale(self, width: int, height: int) -> float:
+        """How much the window shrinks or grows the frame (1 where the backend cannot say)."""
+        try:
+            _, _, win_w, win_h = cv2.getWindowImageRect(self.title)
+        except cv2.error:
+            return 1.0
+        return min(win_w / width, win_h / height) if win_w > 0 and win_h > 0 else 1.0
+
+    def _ui_loop(self) -> None:
+        drawn: tuple | None = None  # what is on screen: (frame, help shown, message)
+        try:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+            cv2.setWindowTitle(self.title, f"{self.title} (h: help, q: quit)")
+            while not self._closing.is_set():
+                with self._lock:
+                    frame = self._latest
+                message = self._message if self._message is not None and time.monotonic() < self._message[1] else None
+                if frame is not None and (drawn is None or drawn[0] is not frame or drawn[1:] != (self.show_help, message)):
+                    cv2.imshow(self.title, self.render(frame.image, self._display_scale(*frame.size)))
+                    drawn = (frame, self.show_help, message)
+                key = cv2.waitKey(self.POLL_MS)
+                if key != -1:
+                    self.handle_key(key & 0xFF)
+                if drawn is not None and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+                    log.info("preview window closed")
+                    raise StopStream
+        except StopStream:
+            self._request_quit()
+        except Exception as err:
+            log.error("preview window failed: %s: %s", type(err).__name__, err)
+            self._error = err
+            self._request_quit()
+        finally:
+            with contextlib.suppress(cv2.error):
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)
 
     def close(self, abort: bool = False) -> None:
-        if self._opened:
-            cv2.destroyWindow(self.title)
-            cv2.waitKey(1)
+        """Ask the UI thread to destroy the window, and wait for it (a bounded time)."""
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join(self.CLOSE_TIMEOUT_S)
+            if self._thread.is_alive():
+                log.warning("the preview window did not close within %g s", self.CLOSE_TIMEOUT_S)
 
 
 def virtualcam_help() -> str:
@@ -160,3 +300,26 @@ class VirtualCamSink:
         if self._cam is not None:
             self._cam.close()
             self._cam = None
+
+
+def open_sink(
+    target: str | os.PathLike,
+    *,
+    fps: float = 30.0,
+    control: Control | None = None,
+    size: tuple[int, int] | None = None,
+    audio_from: str | os.PathLike | None = None,
+):
+    """`window`, `virtualcam`, `null` or a video file path -> a sink (the twin of `open_source`).
+
+    control: what the window's hotkeys change; size: the output (width, height) when known, so a
+    virtual camera opens (and fails) at once; audio_from: a file whose audio a video file keeps."""
+    if target == "window":
+        return WindowSink(control if control is not None else Control())
+    if target == "virtualcam":
+        return VirtualCamSink(fps=fps, size=size)
+    if target == "null":
+        return NullSink()
+    from .videofile import VideoFileSink
+
+    return VideoFileSink(target, fps=fps, audio_from=audio_from)

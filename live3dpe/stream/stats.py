@@ -14,13 +14,16 @@ import numpy as np
 class Stats:
     """Thread-safe rolling per-stage timings, capture-to-sink latency, output rate and drops."""
 
-    def __init__(self, window: int = 120) -> None:
+    def __init__(self, window: int = 120, history: int = 8192) -> None:
         self.window = window
         self._lock = threading.Lock()
         self._stages: dict[str, collections.deque[float]] = {}
         self._latency: collections.deque[float] = collections.deque(maxlen=window)
         self._out_times: collections.deque[float] = collections.deque(maxlen=window)
-        self.latencies_ms: list[float] = []  # every frame, for benchmarks and tests
+        # the last `history` frames' latencies (bounded: a live stream runs for hours), for
+        # benchmarks and tests; `latency_count` numbers them so a reader can ask for "since n"
+        self._history: collections.deque[float] = collections.deque(maxlen=history)
+        self.latency_count = 0
         self.frames_in = 0
         self.frames_out = 0
         self.frames_with_face = 0  # output frames in which a face was found
@@ -46,8 +49,14 @@ class Stats:
             self.frames_with_face += face
             self.frames_edited += edited
             self._latency.append(ms)
-            self.latencies_ms.append(ms)
+            self._history.append(ms)
+            self.latency_count += 1
             self._out_times.append(now / 1e9)
+
+    def latencies_since(self, count: int = 0) -> list[float]:
+        """Latencies (ms) of the frames output after the first `count` (as many as are kept)."""
+        with self._lock:
+            return list(self._history)[max(0, len(self._history) - (self.latency_count - count)) :]
 
     def record_fault(self, stage: str, err: BaseException | None = None) -> None:
         with self._lock:

@@ -6,7 +6,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from live3dpe.model.cameras import Camera
 from live3dpe.pose.align import crop_from_params, crop_params, invert_affine
 from live3dpe.pose.estimator import FaceObservation
 from live3dpe.pose.headpose import orbit_label
@@ -75,7 +77,7 @@ class ObservationFilter:
         self.motion = float(np.sqrt((speed**2).sum(-1).mean()) / face_size)
 
         yaw, pitch, roll = (float(v) for v in angles)
-        camera = orbit_label(math.radians(yaw), math.radians(pitch))[0]
+        camera = Camera(torch.from_numpy(orbit_label(math.radians(yaw), math.radians(pitch))))
         return dataclasses.replace(
             obs,
             landmarks=landmarks.astype(np.float32),

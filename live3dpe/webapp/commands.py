@@ -61,8 +61,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from live3dpe.model.known_styles import editor_known_styles, prompt_feedback, styles_payload
-    from live3dpe.stream.commands import load_editor
-    from live3dpe.stream.stages import build_stages
+    from live3dpe.pipeline.commands import load_editor
+    from live3dpe.pipeline.stages import build_stages
 
     from .server import WebRTCServer, ssl_context
 
@@ -84,7 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    from live3dpe.stream.commands import load_editor
+    from live3dpe.pipeline.commands import load_editor
 
     from .gradio_app import launch
     from .styles import StyleBook

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .portrait import NoFaceError, check_image
-from .protocol import clean_prompt
+from live3dpe.pipeline.portrait import NoFaceError, check_image
+from live3dpe.stream.control import clean_prompt
 
 MAX_PAIRS = 20
 Progress = Callable[[float, str], None]
@@ -80,7 +80,7 @@ def photo_pairs(
         affine = scale_affine(obs.crop_affine, r / obs.crop_size)
         crops_b.append(warp_crop(b, affine, r))
         crops_a.append(warp_crop(a, affine, r))
-        labels.append(np.asarray(obs.camera, np.float32))
+        labels.append(obs.camera.label[0].numpy())
     if reference is not None:
         reference = check_image(reference, "reference image")
     with tempfile.TemporaryDirectory(prefix="live3dpe-pairs-") as folder:

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .portrait import EditResult, PortraitService
+from live3dpe.pipeline.portrait import EditResult, PortraitService
+
 from .styles import StyleBook
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,8 @@ class LiveSession:
     """One browser tab's webcam stream: its own stages (tracking state) and settings."""
 
     def __init__(self, editor) -> None:
+        from live3dpe.pipeline.stages import build_stages
         from live3dpe.stream.control import Control
-        from live3dpe.stream.stages import build_stages
 
         self.editor = editor
         self.stages = build_stages(editor)
@@ -50,17 +51,17 @@ class LiveSession:
     def process(self, image: np.ndarray, prompt: str | None) -> np.ndarray:
         from fractions import Fraction
 
-        from live3dpe.stream.engine import Work
+        from live3dpe.pipeline.stages import run_once
+        from live3dpe.pipeline.work import FaceWork
+        from live3dpe.stream.control import clean_prompt
         from live3dpe.stream.frame import Frame
-        from live3dpe.stream.stages import naive_step
-        from live3dpe.webapp.protocol import clean_prompt
 
         prompt = clean_prompt(prompt)  # the Textbox's max_length is only checked in the browser
         if prompt != self.control.get().prompt_text:
             self.control.update(prompt_text=prompt)
         self.index += 1
-        work = Work(Frame(np.ascontiguousarray(image[..., :3]), self.index, Fraction(1, 10)), self.control.get())
-        return naive_step(self.stages, work)
+        work = FaceWork(Frame(np.ascontiguousarray(image[..., :3]), self.index, Fraction(1, 10)), self.control.get())
+        return run_once(self.stages, work)
 
 
 class UiHandlers:

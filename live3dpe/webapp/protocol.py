@@ -6,12 +6,14 @@ Messages are JSON objects with a `type`. The page sends
 
 with any subset of the fields in `CONTROL_FIELDS`; the server applies them to the session's
 `Control` in one update and answers `{"type": "state", ...}` with the resulting settings and
-their `version`. Every `STATS_PERIOD_S` it pushes `{"type": "stats", ...}` (FPS, latency,
-per-stage times) including `applied_version`: the control version of the last frame that
-went out, so the page knows when a change has reached the video. After a text prompt is
-applied, `{"type": "prompt_match", ...}` names its nearest known style and whether the model
-knows it (`known`: false means a weak or arbitrary edit). Bad messages get
-`{"type": "error", "message": ...}` and change nothing.
+their `version`. The same message is sent when the channel opens, so the page starts from
+the server's settings (a `serve --prompt` included) instead of its own defaults. Every
+`STATS_PERIOD_S` it pushes `{"type": "stats", ...}` (FPS, latency, per-stage times)
+including `applied_version`: the control version of the last frame that went out (null
+before the first), so the page knows when the state it was sent has reached the video.
+After a text prompt is applied, `{"type": "prompt_match", ...}` names its nearest known
+style and whether the model knows it (`known`: false means a weak or arbitrary edit). Bad
+messages get `{"type": "error", "message": ...}` and change nothing.
 """
 from __future__ import annotations
 
@@ -24,11 +26,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from live3dpe.stream.control import MODES, ControlState, ViewSpec
+from live3dpe.stream.control import MODES, ControlState, ViewSpec, clean_prompt
 
 STATS_PERIOD_S = 0.5
 MAX_MESSAGE_BYTES = 64 * 1024  # aiortc's SCTP message limit; the page shrinks image prompts to fit
-MAX_PROMPT_CHARS = 300
 MAX_PROMPT_IMAGE_PIXELS = 4096 * 4096
 _BOOL_FIELDS = ("smoothing", "passthrough", "mirror")
 CONTROL_FIELDS = ("prompt", "prompt_image", "view", "mode", *_BOOL_FIELDS)
@@ -94,18 +95,6 @@ def control_changes(msg: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-def clean_prompt(value: Any) -> str | None:
-    """A text prompt stripped and within `MAX_PROMPT_CHARS` (what the page allows); blank -> None."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ProtocolError(f"prompt must be a string or null, got {type(value).__name__}")
-    text = value.strip()
-    if len(text) > MAX_PROMPT_CHARS:
-        raise ProtocolError(f"prompt is too long ({len(text)} characters, limit {MAX_PROMPT_CHARS})")
-    return text or None
-
-
 def _view(value: Any) -> ViewSpec:
     """`"frontal"`, `"orbit"`, `"yaw=20,pitch=-5"` or `{"yaw": 20, "pitch": -5}` (degrees)."""
     if isinstance(value, dict):
@@ -146,13 +135,17 @@ def decode_data_url(url: Any) -> np.ndarray:
 
 
 def state_message(state: ControlState) -> dict[str, Any]:
-    """What the page shows about the current settings."""
+    """The current settings, everything the page's controls show: `view` is the string form
+    (`frontal`, `orbit`, `yaw=20,pitch=-5`) and `view_angles` the fixed view's `{yaw, pitch}`
+    in degrees (null for frontal and orbit), so the page need not parse the string."""
+    view = state.view
     return {
         "type": "state",
         "version": state.version,
         "prompt": state.prompt_text,
         "prompt_image": state.prompt_image is not None,
-        "view": str(state.view),
+        "view": str(view),
+        "view_angles": {"yaw": view.yaw_deg, "pitch": view.pitch_deg} if view.kind == "fixed" else None,
         "mode": state.mode,
         **{name: getattr(state, name) for name in _BOOL_FIELDS},
     }

@@ -34,8 +34,9 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.mediastreams import MediaStreamTrack
 
 from live3dpe.model.known_styles import styles_payload
+from live3dpe.pipeline.work import FaceWork
 from live3dpe.stream.control import Control
-from live3dpe.stream.engine import Engine, Stage, Work
+from live3dpe.stream.engine import Engine, Stage
 from live3dpe.stream.stats import Stats
 from live3dpe.stream.webrtc import TrackSink, TrackSource
 
@@ -82,14 +83,13 @@ class PeerSession:
         self.pc.addTrack(sink)
         self.engine = Engine(
             source, sink, self._make_stages(), live=True, control=self.control, stats=self.stats,
-            postprocess=self._note_version,
+            on_output=self._note_version, make_work=FaceWork,
         )
         self.engine.start()
 
-    def _note_version(self, image, work: Work):
+    def _note_version(self, work: FaceWork) -> None:
         """Remember which settings the latest outgoing frame was made with (for the page)."""
         self.applied_version = work.control.version
-        return image
 
     def attach_channel(self, channel: RTCDataChannel) -> None:
         self.channel = channel

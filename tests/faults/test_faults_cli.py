@@ -21,8 +21,8 @@ import pytest
 from media import frame_count, truncate, write_clip, write_portrait
 
 from live3dpe.cli import main
-from live3dpe.stream import commands
-from live3dpe.stream import stages as stages_module
+from live3dpe.pipeline import commands
+from live3dpe.pipeline import stages as stages_module
 from live3dpe.stream.engine import Stage
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,7 +33,7 @@ def _face(work) -> None:
 
 
 def _edit(work) -> None:
-    work.output = 255 - work.frame.image
+    work.face = work.output = 255 - work.frame.image
 
 
 def _fail(work) -> None:
@@ -45,7 +45,7 @@ def stand_in(monkeypatch):
     """Replace the model with stand-in stages; `stand_in(stage, ...)` sets the stages; the model is never loaded."""
     chosen = {"stages": [Stage("face", _face), Stage("edit", _edit)]}
     monkeypatch.setattr(commands, "load_editor", lambda args: None)
-    monkeypatch.setattr(stages_module, "build_stages", lambda editor: list(chosen["stages"]))
+    monkeypatch.setattr(stages_module, "build_stages", lambda *args, **kwargs: list(chosen["stages"]))
 
     def use(*stages: Stage) -> None:
         chosen["stages"] = list(stages)
@@ -279,16 +279,16 @@ _SLOW_RUN = textwrap.dedent(
     """
     import sys, time
     from live3dpe.cli import main
-    from live3dpe.stream import commands, stages
+    from live3dpe.pipeline import commands, stages
     from live3dpe.stream.engine import Stage
 
     def slow(work):
         time.sleep(0.2)
         work.obs = "a face"
-        work.output = 255 - work.frame.image
+        work.face = work.output = 255 - work.frame.image
 
     commands.load_editor = lambda args: None
-    stages.build_stages = lambda editor: [Stage("slow", slow)]
+    stages.build_stages = lambda *args, **kwargs: [Stage("slow", slow)]
     sys.exit(main(["process", sys.argv[1], sys.argv[2]]))
     """
 )
@@ -394,7 +394,8 @@ class _FakeService:
     def edit(self, image, text=None, reference=None):
         from types import SimpleNamespace
 
-        obs = SimpleNamespace(crop_affine=np.array([[1, 0, 0], [0, 1, 0]], np.float32), crop_size=64)
+        obs = SimpleNamespace(crop_affine=np.array([[1, 0, 0], [0, 1, 0]], np.float32), crop_size=64, yaw=0.0, pitch=0.0,
+                              landmarks=np.zeros((478, 3), np.float32))
         face = np.full((64, 64, 3), 200, np.uint8)
         return SimpleNamespace(crop=face, edited=face, planes=None, observation=obs)
 
@@ -412,8 +413,8 @@ class _FakeService:
 
 @pytest.fixture
 def fake_service(monkeypatch):
+    import live3dpe.pipeline.portrait as portrait
     import live3dpe.pose
-    import live3dpe.webapp.portrait as portrait
 
     monkeypatch.setattr(commands, "load_editor", lambda args: None)
     monkeypatch.setattr(live3dpe.pose, "FacePoseEstimator", lambda **kw: None)

@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
+from live3dpe.stream.control import MAX_PROMPT_CHARS
 from live3dpe.stream.engine import Stage, Work
 from live3dpe.stream.synthetic import SyntheticFaceSource
-from live3dpe.webapp import protocol
 from live3dpe.webapp.rtc_client import LoopbackClient, SourceTrack
 from live3dpe.webapp.server import WebRTCServer, running_app
 
@@ -213,7 +213,7 @@ _DEEP = "[" * 20_000 + "]" * 20_000
             '{"type": "control", "view": {"yaw": 1e999}}': "finite",
             '{"type": "control", "view": {"yaw": true}}': "finite numeric",
             json.dumps({"type": "control", "prompt_image": "data:image/png;base64,!!!"}): "base64",
-            json.dumps({"type": "control", "prompt": "x" * (protocol.MAX_PROMPT_CHARS + 1)}): "too long",
+            json.dumps({"type": "control", "prompt": "x" * (MAX_PROMPT_CHARS + 1)}): "too long",
             "\xff not json": "not valid JSON",
         },
     ],
@@ -242,7 +242,7 @@ def test_bad_data_channel_messages_get_an_error_and_the_peer_stays_alive(hostile
 def test_initial_prompt_over_the_limit_is_refused():
     """Defect 9: the 300-character prompt limit was only enforced by the page."""
     with pytest.raises(ValueError, match="too long"):
-        WebRTCServer(lambda: [], initial_control={"prompt_text": "x" * (protocol.MAX_PROMPT_CHARS + 1)})
+        WebRTCServer(lambda: [], initial_control={"prompt_text": "x" * (MAX_PROMPT_CHARS + 1)})
 
 
 def test_gradio_app_enforces_the_prompt_limit_server_side(monkeypatch):
@@ -250,19 +250,19 @@ def test_gradio_app_enforces_the_prompt_limit_server_side(monkeypatch):
     (`max_length`), so a direct API call reached the model with any length."""
     import numpy as np
 
-    from live3dpe.stream import stages
+    from live3dpe.pipeline import stages
+    from live3dpe.pipeline.portrait import PortraitService
     from live3dpe.webapp import customize
     from live3dpe.webapp.gradio_app import LiveSession
-    from live3dpe.webapp.portrait import PortraitService
 
     class NoModel:
         def encode_prompt(self, text=None, image=None):
             raise AssertionError(f"a {len(text)}-character prompt reached the model")
 
-    long = "x" * (protocol.MAX_PROMPT_CHARS + 1)
+    long = "x" * (MAX_PROMPT_CHARS + 1)
     with pytest.raises(ValueError, match="too long"):
         PortraitService(NoModel()).prompt(long)
-    monkeypatch.setattr(stages, "build_stages", lambda editor: [])
+    monkeypatch.setattr(stages, "build_stages", lambda *args, **kwargs: [])
     with pytest.raises(ValueError, match="too long"):
         LiveSession(NoModel()).process(np.zeros((64, 64, 3), np.uint8), long)
     photo = np.zeros((64, 64, 3), np.uint8)

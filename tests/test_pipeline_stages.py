@@ -1,4 +1,5 @@
-"""Stage helpers that need no model: prompt caching, cameras per mode, layout, overlay, stats."""
+"""Pipeline stages without a model: prompt caching, cameras per mode, geometry on demand, the
+compositor (layout, mirror, overlay, constant size), bounded stats."""
 from __future__ import annotations
 
 import math
@@ -11,11 +12,10 @@ import pytest
 import torch
 
 from live3dpe.model.cameras import Camera
+from live3dpe.pipeline import Compose, EncodeStage, FaceWork, FuseStage, ModelRunner, RenderStage, output_size
+from live3dpe.pipeline.compose import draw_overlay, letterbox
 from live3dpe.stream.control import Control
-from live3dpe.stream.engine import Work
 from live3dpe.stream.frame import Frame
-from live3dpe.stream.overlay import Decorator, draw_overlay, output_size
-from live3dpe.stream.stages import CompositeStage, EncodeStage, FuseStage, RenderStage, letterbox
 from live3dpe.stream.stats import Stats
 
 
@@ -40,13 +40,13 @@ class SmootherSpy:
         self.resets += 1
 
 
-def work_for(control: Control, obs=None, size=(64, 48), pts=0) -> Work:
-    return Work(Frame(np.zeros((size[1], size[0], 3), np.uint8), pts, Fraction(1, 30)), control.get(), obs=obs)
+def work_for(control: Control, obs=None, size=(64, 48), pts=0) -> FaceWork:
+    return FaceWork(Frame(np.zeros((size[1], size[0], 3), np.uint8), pts, Fraction(1, 30)), control.get(), obs=obs)
 
 
 def test_prompt_is_encoded_only_when_it_changes():
     editor, smoother = PromptCounter(), SmootherSpy()
-    stage = FuseStage(editor, smoother=smoother)
+    stage = FuseStage(ModelRunner(editor, cpu_threads=1), smoother=smoother)
     control = Control(prompt_text="golden statue")
     for _ in range(3):
         assert stage.prompt_for(control.get()) == "embedding:golden statue"
@@ -61,11 +61,11 @@ def test_prompt_is_encoded_only_when_it_changes():
 
 
 def test_camera_follows_the_face_in_paste_mode_and_the_view_otherwise():
-    stage = RenderStage(PromptCounter())
-    face_cam = Camera.from_yaw_pitch(math.radians(15), math.radians(-5)).label[0].numpy()
+    stage = RenderStage(ModelRunner(PromptCounter(), cpu_threads=1))
+    face_cam = Camera.from_yaw_pitch(math.radians(15), math.radians(-5))
     obs = SimpleNamespace(camera=face_cam)
     control = Control(mode="paste")
-    assert torch.allclose(stage.camera_for(work_for(control, obs)).label[0], torch.from_numpy(face_cam))
+    assert torch.allclose(stage.camera_for(work_for(control, obs)).label, face_cam.label)
     control.update(mode="view", view="yaw=-20,pitch=0")
     yaw, pitch = stage.camera_for(work_for(control, obs)).yaw_pitch
     assert math.degrees(float(yaw)) == pytest.approx(-20, abs=1e-3) and float(pitch) == pytest.approx(0, abs=1e-5)
@@ -85,35 +85,65 @@ def test_view_mode_composite_uses_the_render_without_paste():
     control = Control(mode="view")
     w = work_for(control, obs=SimpleNamespace(), size=(80, 60))
     w.face = np.full((16, 16, 3), 99, np.uint8)
-    CompositeStage()(w)
+    Compose()(w)
     assert w.output.shape == (60, 80, 3) and w.output[30, 40, 0] == 99
 
 
-def test_composite_without_face_passes_through():
+def test_composite_without_face_passes_the_frame_through():
     w = work_for(Control(), obs=None)
-    CompositeStage()(w)
-    assert w.output is None
+    w.frame.image[:] = 7
+    Compose()(w)
+    assert np.array_equal(w.output, w.frame.image)
 
 
-def test_decorator_keeps_side_by_side_size_constant_and_mirrors():
+@pytest.mark.parametrize("mode", ["paste", "view", "side-by-side"])
+@pytest.mark.parametrize("what", ["no face", "failed", "passthrough"])
+def test_compose_keeps_the_output_size_of_the_mode_and_mirrors_on_unedited_frames(mode, what):
+    control = Control(mode=mode, mirror=True, passthrough=what == "passthrough")
+    w = work_for(control, obs=None if what == "no face" else SimpleNamespace(), size=(64, 48))
+    w.face = None if what == "no face" else np.full((16, 16, 3), 99, np.uint8)
+    w.failed = "render" if what == "failed" else None
+    w.frame.image[:, :10] = 255
+    Compose()(w)
+    assert w.output.shape[:2][::-1] == output_size(mode, 64, 48)
+    assert w.output[0, -1, 0] == 255 and w.output[0, 0, 0] == 0  # mirrored, and not the face render
+    assert not w.edited
+
+
+def test_overlay_is_drawn_by_the_compositor_from_the_stats():
     stats = Stats()
-    deco = Decorator(stats)
-    control = Control(mode="side-by-side")
-    w = work_for(control, size=(64, 48))
-    w.frame.image[:, :10] = 255
-    out = deco(w.frame.image, w)  # a passed-through frame
-    assert out.shape[:2][::-1] == output_size("side-by-side", 64, 48) == (128, 48)
-    control.update(mode="paste", mirror=True)
-    w = work_for(control, size=(64, 48))
-    w.frame.image[:, :10] = 255
-    out = deco(w.frame.image, w)
-    assert out.shape == (48, 64, 3) and out[0, -1, 0] == 255 and out[0, 0, 0] == 0
+    stats.record_stage("render", 0.012)
+    w = work_for(Control(overlay=True), size=(320, 240))
+    Compose(stats)(w)
+    assert w.output[5:40, 5:120].max() > 200 and w.frame.image.max() == 0
 
 
 def test_overlay_draws_text_without_touching_the_input():
     img = np.full((120, 160, 3), 128, np.uint8)
     out = draw_overlay(img, ["12.0 fps", "model 30.0 ms"])
     assert (img == 128).all() and not np.array_equal(out, img) and out.shape == img.shape
+
+
+def text_height(image: np.ndarray) -> int:
+    """Rows of the overlay band that hold white text pixels in its first line."""
+    rows = np.flatnonzero((image[..., 0] > 200).any(1))
+    first = rows[: np.argmax(np.diff(rows, append=rows[-1] + 2) > 1) + 1]
+    return int(first[-1] - first[0] + 1)
+
+
+@pytest.mark.parametrize("height", [400, 480, 720])
+def test_overlay_text_is_readable_at_the_frame_size(height):
+    """About 1/30 of the frame height, so it stays readable in a shrunk window (was ~6 px)."""
+    out = draw_overlay(np.zeros((height, height * 4 // 3, 3), np.uint8), ["Fps 30.0"])
+    assert text_height(out) >= height / 40
+
+
+def test_stats_history_is_bounded_and_numbered():
+    s = Stats(history=50)
+    for i in range(200):
+        s.record_output(time.monotonic_ns() - i * 1_000_000)
+    assert s.latency_count == 200 and len(s.latencies_since(0)) == 50
+    assert len(s.latencies_since(190)) == 10 and s.latencies_since(200) == []
 
 
 def test_stats_summarise_stages_latency_and_rate():
@@ -149,8 +179,8 @@ class GeometrySpy:
 
 def test_encode_stage_computes_geometry_only_when_a_virtual_view_needs_it():
     editor = GeometrySpy()
-    stage = EncodeStage(editor, cpu_threads=1)
-    obs = SimpleNamespace(camera=Camera.frontal().label[0].numpy(), crop_affine=np.eye(2, 3), crop_size=64)
+    stage = EncodeStage(ModelRunner(editor, cpu_threads=1))
+    obs = SimpleNamespace(camera=Camera.frontal(), model_crop=lambda frame, size: np.zeros((size, size, 3), np.uint8))
     control = Control(mode="paste")
     for mode in ("paste", "side-by-side", "view"):
         control.update(mode=mode)

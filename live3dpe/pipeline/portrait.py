@@ -1,8 +1,9 @@
-"""Single-portrait editing for the gradio app, kept free of UI code so it can be tested directly.
+"""Single-portrait editing: `live3dpe edit`, the gradio app and evaluation all use this service.
 
 Flow: detect and align the face once, encode it with the prompt into triplanes once, then
 render any number of views (sliders, orbit video) and the mesh from those planes, so a
-slider move costs one render instead of a full edit.
+slider move costs one render instead of a full edit. The model is reached through the same
+`ModelRunner` as the streaming stages.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import torch
 
 from live3dpe.model.cameras import Camera, orbit_path
 from live3dpe.model.types import Planes
-from live3dpe.webapp.protocol import clean_prompt
+from live3dpe.stream.control import clean_prompt
+
+from .runner import ModelRunner
 
 if TYPE_CHECKING:
     from live3dpe.pose.estimator import FaceObservation
@@ -60,10 +63,11 @@ def check_image(image: np.ndarray | None, what: str = "portrait") -> np.ndarray:
 
 
 class PortraitService:
-    """Aligns, edits and re-renders single portraits with one `Editor`."""
+    """Aligns, edits and re-renders single portraits with one `Editor` (or a shared runner)."""
 
-    def __init__(self, editor, estimator=None) -> None:
-        self.editor = editor
+    def __init__(self, editor_or_runner, estimator=None) -> None:
+        self.runner = editor_or_runner if isinstance(editor_or_runner, ModelRunner) else ModelRunner(editor_or_runner, torch.get_num_threads())
+        self.editor = self.runner.editor
         self._estimator = estimator
 
     @property
@@ -77,43 +81,32 @@ class PortraitService:
     def align(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Camera, FaceObservation]:
         """The aligned face for display, the same crop at the size the editor takes (512 on the
         appearance route), the photo's camera and the face observation."""
-        from live3dpe.pose.align import scale_affine, warp_crop
-
         image = check_image(image)
         obs = self.estimator(image)
         if obs is None:
             raise NoFaceError("no face found in the image: use a photo with one clearly visible, roughly frontal face")
-        r = self.editor.crop_resolution_for(STILL_RESOLUTION)
-        model_crop = warp_crop(image, scale_affine(obs.crop_affine, r / obs.crop_size), r)
-        camera = Camera(torch.as_tensor(np.asarray(obs.camera, dtype=np.float32)).reshape(1, 25))
-        return warp_crop(image, obs.crop_affine, obs.crop_size), model_crop, camera, obs
+        model_crop = obs.model_crop(image, self.runner.crop_resolution_for(STILL_RESOLUTION))
+        return obs.model_crop(image, obs.crop_size), model_crop, obs.camera, obs
 
     def prompt(self, text: str | None = None, image: np.ndarray | None = None):
         """The prompt embedding, or None (reconstruction only) when neither is given. The text
         limit is enforced here, not only by the page (a client can call the app's API directly)."""
-        text = clean_prompt(text)
         if image is not None:
             image = check_image(image, "reference image")
-        if text is None and image is None:
-            return None
-        return self.editor.encode_prompt(text=text, image=image)
+        return self.runner.encode_prompt(clean_prompt(text), image)
 
-    @torch.inference_mode()
     def edit(self, image: np.ndarray, text: str | None = None, reference: np.ndarray | None = None) -> EditResult:
         shown, crop, camera, obs = self.align(image)
-        ed = self.editor
-        planes = ed.encode(ed.preprocess(crop), self.prompt(text, reference), camera)
+        planes = self.runner.fuse(self.runner.encode(crop, camera), self.prompt(text, reference))
         return EditResult(shown, self._render(planes, camera), planes, camera, obs)
 
     def _render(self, planes: Planes, camera: Camera) -> np.ndarray:
-        return np.asarray(self.editor.postprocess(self.editor.render_image(planes, camera.to(planes.tensor.device)))[0])
+        return self.runner.render(planes, camera)
 
-    @torch.inference_mode()
     def view(self, planes: Planes, yaw_deg: float, pitch_deg: float) -> np.ndarray:
         """The edited head from a virtual camera (degrees, 0/0 = frontal)."""
         return self._render(planes, Camera.from_yaw_pitch(math.radians(yaw_deg), math.radians(pitch_deg)))
 
-    @torch.inference_mode()
     def orbit_frames(self, planes: Planes, frames: int = 48) -> list[np.ndarray]:
         labels = orbit_path(frames)
         return [self._render(planes, Camera(labels[i : i + 1])) for i in range(frames)]
@@ -137,7 +130,7 @@ class PortraitService:
 
     def mesh(self, planes: Planes, path: str | Path, resolution: int = 96) -> Path:
         """A coloured PLY of the edited head's surface."""
-        from live3dpe.stream.mesh import extract_mesh, write_ply
+        from live3dpe.model.mesh import extract_mesh, write_ply
 
         verts, faces, colours = extract_mesh(self.editor.net.renderer, planes.tensor, resolution)
         return write_ply(path, verts, faces, colours)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from live3dpe.model.config import TINY
+from live3dpe.model.mesh import extract_mesh, sample_density, write_ply
 from live3dpe.model.renderer import TriplaneRenderer
-from live3dpe.stream.mesh import extract_mesh, sample_density, write_ply
 
 
 def read_ply(path):

@@ -1,0 +1,86 @@
+"""The compositor: the one place the output frame is assembled, for every front end.
+
+It runs on every frame (an `always` stage), edited or not, so mode, mirror and overlay look the
+same on passed-through frames and the output size never changes within a stream:
+
+    paste         the edited face blended back into the frame (inside the face contour; the
+                  frame itself where the head turns beyond the model's range)
+    view          the re-rendered head letterboxed to the frame size
+    side-by-side  input | paste (input | input when there is no edit), twice as wide
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from .work import FaceWork
+
+if TYPE_CHECKING:
+    from live3dpe.pose.estimator import FaceObservation
+    from live3dpe.stream.stats import Stats
+
+
+def output_size(mode: str, width: int, height: int) -> tuple[int, int]:
+    """Size of the output frames for a mode: side-by-side is twice as wide."""
+    return (2 * width, height) if mode == "side-by-side" else (width, height)
+
+
+def letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Fit a square image into width x height (black bars), keeping the output size constant."""
+    side = min(width, height)
+    face = cv2.resize(image, (side, side), interpolation=cv2.INTER_LINEAR if side > image.shape[0] else cv2.INTER_AREA)
+    out = np.zeros((height, width, 3), np.uint8)
+    y, x = (height - side) // 2, (width - side) // 2
+    out[y : y + side, x : x + side] = face
+    return out
+
+
+def text_scale(height: int) -> float:
+    """OpenCV font scale for text readable on a frame `height` px tall, also when the frame is
+    shown shrunk in a window: about 1/30 of the height (16 px on 480, 24 px on 720)."""
+    return max(0.45, height / 900)
+
+
+def draw_overlay(image: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Text lines in the top-left corner on a dark band, readable on any background."""
+    out = np.ascontiguousarray(image).copy()
+    scale = text_scale(image.shape[0])
+    thickness = max(1, round(scale * 1.5))
+    step = int(30 * scale) + 4
+    width = max((cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] for t in lines), default=0)
+    cv2.rectangle(out, (0, 0), (width + 12, step * len(lines) + 8), (0, 0, 0), -1)
+    for i, text in enumerate(lines):
+        cv2.putText(out, text, (6, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return out
+
+
+class Compose:
+    """Makes `work.output` from the frame and the edited face (if any) under the frame's settings."""
+
+    def __init__(self, stats: Stats | None = None) -> None:
+        self.stats = stats  # the overlay's FPS and stage timings
+
+    def __call__(self, work: FaceWork) -> None:
+        frame, c = work.frame.image, work.control
+        edited = work.edited and work.obs is not None
+        if c.mode == "view" and edited:
+            image = letterbox(work.face, *work.frame.size)
+        else:
+            shown = paste(frame, work.face, work.obs) if edited else frame
+            image = np.hstack([frame, shown]) if c.mode == "side-by-side" else shown
+        if c.mirror:
+            image = image[:, ::-1]
+        if c.overlay and self.stats is not None:
+            image = draw_overlay(image, self.stats.overlay_lines())
+        work.output = image
+
+
+def paste(frame: np.ndarray, face: np.ndarray, obs: FaceObservation) -> np.ndarray:
+    """The edited face (aligned like `obs`'s crop, any size) blended back into the frame inside
+    the observed face contour, colour-matched at the seam and faded out where the head turns
+    beyond the model's range (`pose.paste.paste_face`)."""
+    from live3dpe.pose.paste import paste_face
+
+    return paste_face(frame, face, obs)
