@@ -23,7 +23,10 @@ def register(subparsers) -> None:
     from live3dpe.model.known_styles import prompt_help_epilog
 
     epilog = prompt_help_epilog()
-    p = subparsers.add_parser("live", help="edit a live camera (or clip) in real time", description="Capture, edit the face in 3D, show or send it on.", epilog=epilog)
+    p = subparsers.add_parser(
+        "live", help="edit a live camera (or clip) in real time", description="Capture, edit the face in 3D, show or send it on.",
+        epilog=f"{hotkeys_help()}\n\n{epilog}", formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", type=int, default=None, metavar="N", help="camera index (default 0)")
     src.add_argument("--source", default=None, metavar="synthetic|FILE|DIR", help="synthetic face, a video file or an image folder instead of a camera")
@@ -36,6 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-mjpg", dest="mjpg", action="store_false", help="do not ask the camera for MJPG")
     p.add_argument("--mirror", action="store_true", help="mirror the output (selfie view)")
     p.add_argument("--overlay", action="store_true", help="draw FPS and ms per stage")
+    p.add_argument("--prompts", default=None, metavar="A,B,C",
+                   help="comma-separated text prompts the window's `n` key cycles through (the first is used when neither --prompt nor --ref is given)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.set_defaults(func=cmd_live)
 
@@ -123,12 +128,35 @@ def _prompt(text: str | None) -> str | None:
     return cleaned
 
 
+def hotkeys_help() -> str:
+    """The preview window's keys, for `live --help` (the window shows the same list on `h`)."""
+    from live3dpe.stream.control import HOTKEYS
+
+    width = max(len(key) for key, _ in HOTKEYS)
+    return "keys in the preview window (--output window):\n" + "\n".join(f"  {key:<{width}}  {what}" for key, what in HOTKEYS)
+
+
+def _prompt_list(text: str | None) -> tuple[str, ...]:
+    """--prompts: each entry cleaned like --prompt; an empty entry is an error, not a silent skip."""
+    if text is None:
+        return ()
+    prompts = tuple(_prompt(part) for part in text.split(","))
+    if len(prompts) > 32:
+        raise ValueError(f"--prompts takes at most 32 prompts, got {len(prompts)}")
+    return prompts
+
+
 def _control(args, **extra) -> Control:
     from live3dpe.stream.sources import read_image
 
+    prompts = _prompt_list(getattr(args, "prompts", None))
     prompt = _prompt(args.prompt)
     image = read_image(args.ref) if args.ref is not None else None
+    if prompt is None and image is None and prompts:
+        prompt = prompts[0]
     settings = {"prompt_text": prompt, "prompt_image": image, **extra}
+    if prompts:
+        settings["prompts"] = prompts
     if hasattr(args, "mode"):
         settings.update(mode=args.mode, view=ViewSpec.parse(args.view))
     if prompt is None and image is None:
