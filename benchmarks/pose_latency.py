@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, commit, cpu_name  # noqa: E402
 
 from live3dpe.pose import FacePoseEstimator
-from live3dpe.pose.align import as_rgb, scale_affine, warp_crop
+from live3dpe.pose.align import as_rgb
 from live3dpe.pose.estimator import FaceObservation, observe
 from live3dpe.pose.landmarks import FaceMeshDetector
 
@@ -126,7 +126,7 @@ def run(seq: list[np.ndarray], label: str, warmup: int = 10) -> list[dict]:
         if shipped is not None and i >= warmup:
             for size in (128, 512):
                 w0, c0 = time.perf_counter(), time.process_time()
-                warp_crop(frame, scale_affine(shipped.crop_affine, size / shipped.crop_size), size)
+                shipped.model_crop(frame, size)
                 w, c = (time.perf_counter() - w0) * 1e3, (time.process_time() - c0) * 1e3
                 crops[f"crop {size}"][0].append(w)
                 crops[f"crop {size}"][1].append(c)

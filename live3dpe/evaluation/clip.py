@@ -165,16 +165,14 @@ def sample_indices(n: int, samples: int) -> list[int]:
 def identity_over_frames(identity: DlibIdentity, inputs: list[np.ndarray], outputs: list[np.ndarray], framing: list, indices: list[int], cache: dict) -> list[float]:
     """Descriptor distance between input and output faces at `indices` (frames with a face in `framing`),
     both cut with the same crop; `cache` keeps the input descriptors across runs."""
-    from live3dpe.pose.align import warp_crop
-
     out = []
     for t in indices:
         obs = framing[t]
         if obs is None:
             continue
         if t not in cache:
-            cache[t] = identity.descriptor(at_face_size(warp_crop(inputs[t], obs.crop_affine, obs.crop_size)))
-        face = at_face_size(warp_crop(outputs[t], obs.crop_affine, obs.crop_size))
+            cache[t] = identity.descriptor(at_face_size(obs.model_crop(inputs[t], obs.crop_size)))
+        face = at_face_size(obs.model_crop(outputs[t], obs.crop_size))
         out.append(identity.between(cache[t], identity.descriptor(face)))
     return out
 

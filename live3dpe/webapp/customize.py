@@ -58,7 +58,6 @@ def photo_pairs(
     style: str,
 ):
     """Pairs from photos: each `before` is aligned and its `after` cropped the same way (same camera)."""
-    from live3dpe.pose.align import scale_affine, warp_crop
     from live3dpe.train.adapt import load_pairs, write_pairs
 
     if len(befores) != len(afters):
@@ -77,9 +76,8 @@ def photo_pairs(
         obs = estimator(b)
         if obs is None:
             raise NoFaceError(f"no face found in before image {i + 1}")
-        affine = scale_affine(obs.crop_affine, r / obs.crop_size)
-        crops_b.append(warp_crop(b, affine, r))
-        crops_a.append(warp_crop(a, affine, r))
+        crops_b.append(obs.model_crop(b, r))
+        crops_a.append(obs.model_crop(a, r))  # the after image cropped exactly as its before
         labels.append(obs.camera.label[0].numpy())
     if reference is not None:
         reference = check_image(reference, "reference image")
