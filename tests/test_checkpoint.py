@@ -65,12 +65,12 @@ def test_load_casts_dtype(saved):
 
 
 def test_text_projection_width_follows_metadata(tmp_path):
-    clip_net = build_net(TINY, text_dim=32)
+    clip_net = build_net(TINY, text_dim=32, text_backend="clip:/models/clip")
     path = tmp_path / "clip.safetensors"
-    save_checkpoint(clip_net, path, text_backend="clip:/models/clip")
+    save_checkpoint(clip_net, path)
     loaded, meta = load_checkpoint(path)
     assert meta.text_dim == 32 and meta.text_backend == "clip:/models/clip"
-    assert loaded.text_prompt.in_dim == 32
+    assert loaded.text_prompt.in_dim == 32 and loaded.text_prompt.backend == "clip:/models/clip"
 
 
 def test_corrupted_payload_detected(saved):

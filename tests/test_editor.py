@@ -212,7 +212,7 @@ def test_random_init_reproducible_and_rng_untouched():
 
 def test_unavailable_recorded_backend_disables_text_only(tmp_path):
     saved = tmp_path / "clip.safetensors"
-    save_checkpoint(build_net(TINY, text_dim=32), saved, text_backend=f"clip:{tmp_path / 'gone'}")
+    save_checkpoint(build_net(TINY, text_dim=32, text_backend=f"clip:{tmp_path / 'gone'}"), saved)
     editor = Editor.load(saved)
     assert editor.text_backend is None
     with pytest.raises(RuntimeError, match="no text back-end"):

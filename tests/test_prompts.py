@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from tiny_clip import save_tiny_clip  # tests/ is on sys.path (rootdir-relative import mode)
 
 from live3dpe.model.config import TINY
 from live3dpe.model.prompts import PromptCache, PromptEncoder, image_digest
@@ -72,36 +73,8 @@ def test_projection_shapes_and_validation():
         proj(torch.randn(1, 7, MINILM_DIM), torch.randn(2, MINILM_DIM))
 
 
-def _save_tiny_clip(path) -> None:
-    """A randomly initialised CLIP text model plus a BPE tokenizer from a hand-made vocab."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = {c: i for i, c in enumerate(letters)}
-    vocab.update({c + "</w>": len(letters) + i for i, c in enumerate(letters)})
-    merges = [("s", "m"), ("i", "l"), ("l", "e</w>")]
-    for a, b in merges:
-        vocab[a + b] = len(vocab)
-    for special in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[special] = len(vocab)
-    CLIPTokenizer(vocab=vocab, merges=merges).save_pretrained(path)
-    cfg = CLIPTextConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        bos_token_id=vocab["<|startoftext|>"],
-        eos_token_id=vocab["<|endoftext|>"],
-        pad_token_id=vocab["<|endoftext|>"],
-    )
-    torch.manual_seed(0)
-    CLIPTextModel(cfg).save_pretrained(path)
-
-
 def test_clip_local_dir_backend(tmp_path):
-    _save_tiny_clip(tmp_path)
+    save_tiny_clip(tmp_path)
     backend = make_text_backend(f"clip:{tmp_path}")
     assert isinstance(backend, CLIPTextBackend)
     assert backend.dim == 32 and backend.name == f"clip:{tmp_path.resolve()}"
@@ -198,7 +171,7 @@ class PromptNet(torch.nn.Module):
         from live3dpe.model.image_prompt import ImagePromptEncoder
 
         self.image_prompt = ImagePromptEncoder(TINY)
-        self.text_prompt = TextPromptProjection(CountingBackend.dim, TINY.ref_dim)
+        self.text_prompt = TextPromptProjection(CountingBackend.dim, TINY.ref_dim, backend=CountingBackend.name)
 
 
 def test_prompt_encoder_text_and_image_cached():
@@ -233,6 +206,12 @@ def test_prompt_encoder_errors():
     no_text = PromptEncoder(PromptNet().eval(), None, weights_version="w")
     with pytest.raises(RuntimeError, match="no text back-end"):
         no_text(text="elf")
-    wrong_dim = PromptEncoder(PromptNet().eval(), MiniLMTextBackend(), weights_version="w")
+    with pytest.raises(ValueError, match="'minilm' given.*trained on 'counting'"):
+        PromptEncoder(PromptNet().eval(), MiniLMTextBackend(), weights_version="w")
+
+    class Resized(CountingBackend):  # same name, another model behind it
+        dim = 16
+
+    wrong_dim = PromptEncoder(PromptNet().eval(), Resized(), weights_version="w")
     with pytest.raises(ValueError, match="expects 8-d"):
         wrong_dim(text="elf")

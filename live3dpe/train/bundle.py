@@ -27,9 +27,11 @@ import torch
 
 from live3dpe.model.checkpoint import load_checkpoint, save_checkpoint
 from live3dpe.model.config import get_preset
+from live3dpe.model.text_prompt import DEFAULT_TEXT_BACKEND, make_text_backend
 from live3dpe.synth.dataset import SynthConfig, write_dataset
 from live3dpe.synth.styles import STYLES
 
+from .commands import text_backend_help
 from .customize_bench import customization_benchmark
 from .data import RecolourSource, SynthDataSource, TextFeatureCache
 from .evaluate import evaluate, make_eval_set
@@ -77,6 +79,7 @@ class BundleConfig:
     # share of reference-following batches (data.RecolourSource): real reference images moved the
     # output's colour with cosine 0.33 to their own shift without them (8 shared portraits)
     recolour_prob: float = 0.25
+    text_backend: str = DEFAULT_TEXT_BACKEND  # spec of the frozen text encoder (text_prompt.TEXT_BACKENDS)
 
 
 def _remaining_minutes(ckpt: Path, budget: float) -> float:
@@ -96,7 +99,7 @@ def run(cfg: BundleConfig, parts: tuple[str, ...] = PARTS, out_dir: Path = WEIGH
     data, prior, edit = work / "data", work / "prior.safetensors", work / "edit.safetensors"
     edit_data = work / "appearance_data" if guided else data
     final = out_dir / f"default_{cfg.preset}.safetensors"
-    text = TextFeatureCache()
+    text = TextFeatureCache(make_text_backend(cfg.text_backend))
     styles = [s for s in STYLES if s != cfg.custom_style]
     meta = {"bundle": asdict(cfg)}
     if "data" in parts:
@@ -110,7 +113,7 @@ def run(cfg: BundleConfig, parts: tuple[str, ...] = PARTS, out_dir: Path = WEIGH
         minutes = _remaining_minutes(prior, cfg.prior_minutes)
         if minutes > 0:
             stage = StageConfig(cfg.batch, cfg.guided_prior_lr if guided else cfg.prior_lr, cfg.seed, cfg.prior_views)
-            train_prior(source, prior, LoopConfig(minutes=minutes, log_every=10), stage, cfg.preset, resume=True, meta=meta, init=cfg.init if guided else None)
+            train_prior(source, prior, LoopConfig(minutes=minutes, log_every=10), stage, cfg.preset, resume=True, meta=meta, init=cfg.init if guided else None, text_backend=text.backend)
     if "edit" in parts:
         source = SynthDataSource(edit_data, ref_resolution=112, text=text, styles=styles, image_prompt_prob=cfg.image_prompt_prob)
         minutes = _remaining_minutes(edit, cfg.edit_minutes)
@@ -121,9 +124,9 @@ def run(cfg: BundleConfig, parts: tuple[str, ...] = PARTS, out_dir: Path = WEIGH
             if not init.exists():
                 save_checkpoint(transfer_weights(cfg.init, get_preset(cfg.preset)), init, meta)
             source = RecolourSource(source, cfg.recolour_prob, ref_resolution=112)
-            train_appearance(source, init, edit, loop, StageConfig(cfg.appearance_batch, cfg.appearance_lr, cfg.seed), resume=True, meta=meta)
+            train_appearance(source, init, edit, loop, StageConfig(cfg.appearance_batch, cfg.appearance_lr, cfg.seed), resume=True, meta=meta, text_backend=text.backend)
         elif minutes > 0:
-            train_edit(source, prior, edit, loop, StageConfig(cfg.batch, cfg.edit_lr, cfg.seed), resume=True, meta=meta)
+            train_edit(source, prior, edit, loop, StageConfig(cfg.batch, cfg.edit_lr, cfg.seed), resume=True, meta=meta, text_backend=text.backend)
     if "export" in parts:
         net = load_checkpoint(edit)[0]
         if guided:
@@ -173,11 +176,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edit-minutes", type=float, default=d.edit_minutes, help=f"stage 2 budget (default {d.edit_minutes:g})")
     p.add_argument("--people", type=int, default=d.people)
     p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--text-backend", default=d.text_backend, metavar="SPEC", help=text_backend_help(d.text_backend))
     p.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts")
 
 
 def main_args(args: argparse.Namespace) -> int:
-    cfg = BundleConfig(preset=args.preset, init=args.init, work=args.work, prior_minutes=args.prior_minutes, edit_minutes=args.edit_minutes, people=args.people, threads=args.threads)
+    cfg = BundleConfig(preset=args.preset, init=args.init, work=args.work, prior_minutes=args.prior_minutes, edit_minutes=args.edit_minutes, people=args.people, threads=args.threads, text_backend=args.text_backend)
     run(cfg, tuple(args.only))
     return 0
 

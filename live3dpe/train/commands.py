@@ -7,6 +7,8 @@ import logging
 
 import torch
 
+from live3dpe.model.text_prompt import DEFAULT_TEXT_BACKEND, make_text_backend, text_backend_usage
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,7 @@ def _prior(args: argparse.Namespace) -> int:
     source = SynthDataSource(args.data, cfg.ref_resolution, text=None, prior_styled_prob=args.styled_prob)
     _, state = train_prior(
         source, args.out, _loop(args), StageConfig(args.batch, args.lr, args.seed, args.views), cfg,
-        resume=args.resume, perceptual=load_lpips(args.lpips),
+        resume=args.resume, perceptual=load_lpips(args.lpips), text_backend=make_text_backend(args.text_backend),
     )  # fmt: skip
     print(f"prior: step {state.step}, {state.elapsed_s / 60:.1f} min trained -> {args.out}")
     return 0
@@ -44,12 +46,12 @@ def _edit(args: argparse.Namespace) -> int:
     from .stages import StageConfig, train_edit
 
     torch.set_num_threads(args.threads)
-    cfg = read_meta(args.prior).config
-    text = TextFeatureCache(read_meta(args.prior).text_backend)
-    source = SynthDataSource(args.data, cfg.ref_resolution, text=text, styles=args.styles, image_prompt_prob=args.image_prompt_prob)
+    prior = read_meta(args.prior)
+    backend = make_text_backend(args.text_backend or prior.text_backend)
+    source = SynthDataSource(args.data, prior.config.ref_resolution, text=TextFeatureCache(backend), styles=args.styles, image_prompt_prob=args.image_prompt_prob)
     _, state = train_edit(
         source, args.prior, args.out, _loop(args), StageConfig(args.batch, args.lr, args.seed, prompt_lr=args.prompt_lr),
-        resume=args.resume, perceptual=load_lpips(args.lpips),
+        resume=args.resume, perceptual=load_lpips(args.lpips), text_backend=backend,
     )  # fmt: skip
     print(f"edit: step {state.step}, {state.elapsed_s / 60:.1f} min trained -> {args.out}")
     return 0
@@ -73,7 +75,7 @@ def _adapt(args: argparse.Namespace) -> int:
     history = adapt(net, pairs, AdaptConfig(minutes=args.minutes, max_steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed))
     info = dict(meta.training, adapted={"style": pairs.prompt.style, "prompt": pairs.prompt.text or "(image)", "pairs": int(pairs.before.shape[0]),
                                         "steps": len(history), "seconds": history[-1]["time_s"] if history else 0.0, "from": str(args.checkpoint)})  # fmt: skip
-    save_checkpoint(net, args.out, info, text_backend=meta.text_backend)
+    save_checkpoint(net, args.out, info)
     log_file = args.log or args.out.replace(".safetensors", ".adapt.csv")
     with open(log_file, "w", newline="") as f:
         if history:
@@ -96,6 +98,11 @@ def _common(p: argparse.ArgumentParser, steps_default: int | None = None) -> Non
     p.add_argument("--lpips", help="local LPIPS(alex) weights (.safetensors, `lpips` key names); default: SSIM only")
 
 
+def text_backend_help(default: str) -> str:
+    """--text-backend's help (train prior|edit|bundle)."""
+    return f"frozen text encoder of the text prompts, recorded in the checkpoint: {text_backend_usage()} (default: {default})"
+
+
 def register(subparsers) -> None:
     train = subparsers.add_parser("train", help="train the editor: 3D prior, 3DPE distillation, bundled model")
     sub = train.add_subparsers(dest="train_command", metavar="TRAIN_COMMAND", required=True)
@@ -108,6 +115,7 @@ def register(subparsers) -> None:
     p.add_argument("--views", type=int, choices=(1, 2), default=2, help="rendered views per person and step")
     p.add_argument("--styled-prob", type=float, default=0.5,
                    help="chance that a person is shown in their dataset style (all views) instead of unedited")
+    p.add_argument("--text-backend", default=DEFAULT_TEXT_BACKEND, metavar="SPEC", help=text_backend_help(DEFAULT_TEXT_BACKEND) + "; stage 2 keeps it")
     _common(p)
     p.set_defaults(func=_prior)
 
@@ -119,6 +127,7 @@ def register(subparsers) -> None:
     p.add_argument("--image-prompt-prob", type=float, default=0.4)
     p.add_argument("--lr", type=float, default=6e-4, help="learning rate (of E_t when --prompt-lr is given)")
     p.add_argument("--prompt-lr", type=float, help="own learning rate for the freshly initialised prompt side (cross-attention, prompt encoders)")
+    p.add_argument("--text-backend", metavar="SPEC", help=text_backend_help("the prior's") + "; another than the prior's gets a fresh text projection")
     _common(p)
     p.set_defaults(func=_edit)
 

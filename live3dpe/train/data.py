@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from live3dpe.model.image_prompt import preprocess_reference
-from live3dpe.model.text_prompt import HFTextBackend, make_text_backend
+from live3dpe.model.text_prompt import DEFAULT_TEXT_BACKEND, TextBackend, make_text_backend
 from live3dpe.synth.dataset import EG3DDataset
 
 from .augment import apply_recolour, random_recolour
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class TextFeatureCache:
     """Frozen text back-end features per phrase, computed once (the back-end never trains)."""
 
-    def __init__(self, backend: HFTextBackend | str = "minilm"):
+    def __init__(self, backend: TextBackend | str = DEFAULT_TEXT_BACKEND):
         self.backend = make_text_backend(backend) if isinstance(backend, str) else backend
         self._cache: dict[str, tuple[Tensor, Tensor]] = {}
 

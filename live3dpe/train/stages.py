@@ -2,7 +2,9 @@
 
 Stage 1 `train_prior`: the reconstruction path from scratch (Live3D's role).
 Stage 2 `train_edit`: start from a prior checkpoint, freeze it, distil edits (Eq. 4-7).
-A run resumes when `resume` is set and `out` already has a side file.
+A run resumes when `resume` is set and `out` already has a side file. Each stage takes the text
+back-end whose features its source's text prompts carry; the network's text projection is made
+for it (`use_text_backend`), so the checkpoint records the back-end actually used.
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from live3dpe.model.checkpoint import build_net, load_checkpoint
+from live3dpe.model.checkpoint import build_net, load_checkpoint, use_text_backend
 from live3dpe.model.config import ModelConfig, get_preset
+from live3dpe.model.text_prompt import TextBackend
 
 from .augment import CameraJitter
 from .batches import EditBatch, PriorBatch
@@ -58,12 +61,17 @@ def log_path(out: str | Path) -> Path:
     return out.with_name(out.stem + ".log.csv")
 
 
-def _start(out: Path, resume: bool, build) -> tuple[nn.Module, dict | None]:
+def _start(out: Path, resume: bool, build, text_backend: TextBackend | None) -> tuple[nn.Module, dict | None]:
+    """The network to train (resumed from `out` or built) reading `text_backend`'s features
+    (None: whichever it reads)."""
     if resume and side_path(out).exists():
         net, _meta, side = load_training(out)
         log.info("resuming %s at step %d", out, side["step"])
-        return net, side
-    return build(), None
+    else:
+        net, side = build(), None
+    if text_backend is not None:
+        use_text_backend(net, text_backend.name, text_backend.dim)
+    return net, side
 
 
 def transfer_weights(source: str | Path, cfg: ModelConfig) -> nn.Module:
@@ -71,7 +79,7 @@ def transfer_weights(source: str | Path, cfg: ModelConfig) -> nn.Module:
     and shape (e.g. a `tiny` model for its appearance-route twin `small`); the rest keeps its
     initialisation. Logs what was not carried over."""
     src, _ = load_checkpoint(source)
-    net = build_net(cfg)
+    net = build_net(cfg, src.text_prompt.in_dim, src.text_prompt.backend)
     own = net.state_dict()
     carried = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
     net.load_state_dict(carried, strict=False)
@@ -95,14 +103,17 @@ def train_prior(
     meta: dict | None = None,
     perceptual: nn.Module | None = None,
     init: str | Path | None = None,
+    text_backend: TextBackend | None = None,
 ) -> tuple[nn.Module, TrainState]:
     """Stage 1: multi-view reconstruction training of E_low, E_high, E_t, decoder and SR.
-    init: start from this checkpoint's matching tensors (`transfer_weights`) instead of scratch."""
+    init: start from this checkpoint's matching tensors (`transfer_weights`) instead of scratch.
+    text_backend: the one later stages will use (stage 1 trains no text projection); default:
+    the registry's default, or `init`'s."""
     out = Path(out)
     cfg = get_preset(model) if isinstance(model, str) else model
     if not resume or not side_path(out).exists():
         torch.manual_seed(stage.seed)
-    net, side = _start(out, resume, lambda: build_net(cfg) if init is None else transfer_weights(init, cfg))
+    net, side = _start(out, resume, lambda: build_net(cfg) if init is None else transfer_weights(init, cfg), text_backend)
     net.train()
     opt = _optimizer(select_trainable(net, PRIOR_MODULES), stage.lr)
     gen = torch.Generator().manual_seed(stage.seed)
@@ -132,14 +143,16 @@ def train_edit(
     resume: bool = False,
     meta: dict | None = None,
     perceptual: nn.Module | None = None,
+    text_backend: TextBackend | None = None,
 ) -> tuple[nn.Module, TrainState]:
-    """Stage 2: freeze the prior; train prompt encoders, cross-attention and E_t by distillation."""
+    """Stage 2: freeze the prior; train prompt encoders, cross-attention and E_t by distillation.
+    text_backend: the one that encoded `source`'s text prompts; default: the prior's."""
     out = Path(out)
     prior_net, _ = load_checkpoint(prior_ckpt)
     prior = NetPrior(prior_net)
     if not resume or not side_path(out).exists():
         torch.manual_seed(stage.seed)
-    student, side = _start(out, resume, lambda: copy.deepcopy(prior_net))
+    student, side = _start(out, resume, lambda: copy.deepcopy(prior_net), text_backend)
     # Frozen parts run in eval mode (no dropout in E_low's ASPP); trained parts have no dropout.
     student.eval()
     params = select_trainable(student, EDIT_MODULES)
@@ -175,15 +188,17 @@ def train_appearance(
     weights: AppearanceWeights = AppearanceWeights(),
     resume: bool = False,
     meta: dict | None = None,
+    text_backend: TextBackend | None = None,
 ) -> tuple[nn.Module, TrainState]:
     """Stage 2 on the appearance route: the prompt encoders and the appearance editor learn the 2D
     edit at the input view (`appearance_loss`), starting from checkpoint `init` of an
     appearance-route preset. They never read the triplane, so this stage can run beside stage 1;
-    `join_stages` then takes each stage's own parameters."""
+    `join_stages` then takes each stage's own parameters.
+    text_backend: the one that encoded `source`'s text prompts; default: `init`'s."""
     out = Path(out)
     if not resume or not side_path(out).exists():
         torch.manual_seed(stage.seed)
-    net, side = _start(out, resume, lambda: load_checkpoint(init)[0])
+    net, side = _start(out, resume, lambda: load_checkpoint(init)[0], text_backend)
     if not net.cfg.appearance_route:
         raise ValueError(f"{init}: preset {net.cfg.name!r} has no appearance editor; use train_edit")
     net.eval()
@@ -207,6 +222,7 @@ def train_appearance(
 def join_stages(prior: nn.Module, appearance: nn.Module) -> nn.Module:
     """The appearance route's final network: stage 1's triplane path with stage 2's prompt side
     (`APPEARANCE_MODULES`); the two stages train disjoint parameters, so this is exact."""
+    use_text_backend(prior, appearance.text_prompt.backend, appearance.text_prompt.in_dim)
     state = prior.state_dict()
     state.update({k: v for k, v in appearance.state_dict().items() if k.split(".")[0] in APPEARANCE_MODULES})
     prior.load_state_dict(state, strict=True)
