@@ -63,9 +63,10 @@ def contour_mask(contour: np.ndarray, size: int, feather: float = 0.025, erode: 
     tangent = np.roll(p, -1, 0) - np.roll(p, 1, 0)
     inward = np.sign(area) * np.stack([-tangent[:, 1], tangent[:, 0]], 1)
     inward /= np.maximum(np.linalg.norm(inward, axis=1, keepdims=True), 1e-9)
-    inset = p + erode * face_size * inward
+    # fillPoly also takes the pixels the outline crosses, about half a pixel beyond it: inset that too
+    inset = p + (erode * face_size + 0.5) * inward
     fixed = np.round(inset * (1 << SUBPIXEL_BITS)).astype(np.int32)
-    cv2.fillPoly(m, [fixed], 255, cv2.LINE_AA, SUBPIXEL_BITS)
+    cv2.fillPoly(m, [fixed], 255, cv2.LINE_8, SUBPIXEL_BITS)
     sigma = feather * face_size
     return cv2.GaussianBlur(m, (0, 0), sigma) if sigma >= 0.3 else m
 
