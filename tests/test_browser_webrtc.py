@@ -5,7 +5,8 @@ to `live3dpe serve` (started with a prompt, which the page's form shows), the te
 pixels of both <video> elements, checks that the face region comes back edited, changes the
 prompt through the page's data channel and checks that it reaches the model and the video
 and that the page says "Applied", then turns pass-through on and sees the camera's face
-come back, and picks a side view, which switches the page to full view mode. Screenshots go to $LIVE3DPE_ARTIFACTS (or tmp).
+come back, and picks a side view, which switches the page to full view mode. Screenshots
+go to $LIVE3DPE_ARTIFACTS (or tmp).
 """
 from __future__ import annotations
 

@@ -30,6 +30,18 @@ def test_prompt_view_and_flags_apply_in_one_update():
     json.dumps(msg)
 
 
+def test_state_message_starts_from_initial_settings_and_gives_view_angles():
+    """What the page fills its form from: a `serve --prompt` shows, and a fixed view comes as numbers."""
+    control = Control(prompt_text="golden statue", mirror=True)
+    msg = protocol.state_message(control.get())
+    assert msg["prompt"] == "golden statue" and msg["prompt_image"] is False
+    assert (msg["view"], msg["view_angles"], msg["mode"], msg["mirror"]) == ("frontal", None, "paste", True)
+    assert msg["version"] == control.version
+    msg = protocol.state_message(control.update(**_control(view="yaw=-25", mode="view")))
+    assert msg["view_angles"] == {"yaw": -25.0, "pitch": 0.0} and msg["mode"] == "view"
+    assert protocol.state_message(control.update(**_control(view="orbit")))["view_angles"] is None
+
+
 def test_view_strings_and_empty_prompt():
     assert _control(view="orbit")["view"].kind == "orbit"
     assert _control(view="yaw=10")["view"].yaw_deg == 10.0

@@ -68,6 +68,24 @@ def test_edited_frames_come_back_and_prompt_changes_mid_stream():
     asyncio.run(scenario())
 
 
+def test_state_on_connect_carries_initial_prompt_and_stats_confirm_each_version():
+    """The page's form and its "Applied" line come from these two messages."""
+
+    async def scenario():
+        server = WebRTCServer(lambda: [Stage("tint", _tint)], max_peers=1, initial_control={"prompt_text": " golden statue "})
+        async with running_app(server.app) as url, LoopbackClient(url, _faces()) as client:
+            first = await client.wait_for(lambda: client.states and client.states[0], what="the state on connect")
+            assert first["prompt"] == "golden statue" and first["mode"] == "paste" and first["version"] >= 1
+            got = await client.wait_applied(first["version"])
+            assert got[..., 0].mean() > 235  # the initial prompt is what made the frames
+            state = await client.control(prompt="make it red", mirror=True)
+            assert state["version"] == first["version"] + 1 and state["mirror"] is True
+            stats = await client.wait_stats(lambda s: s["applied_version"] >= state["version"])
+            assert stats["applied_version"] == state["version"]  # reaches the acknowledged version, never beyond
+
+    asyncio.run(scenario())
+
+
 def test_peer_limit_and_bad_offers():
     async def scenario():
         server = _server(max_peers=1)

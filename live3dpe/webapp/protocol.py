@@ -71,7 +71,10 @@ def control_changes(msg: dict[str, Any]) -> dict[str, Any]:
         raise ProtocolError(f"unknown control fields {sorted(unknown)}; allowed: {', '.join(CONTROL_FIELDS)}")
     changes: dict[str, Any] = {}
     if "prompt" in msg:
-        changes["prompt_text"] = clean_prompt(msg["prompt"])
+        try:
+            changes["prompt_text"] = clean_prompt(msg["prompt"])
+        except ValueError as err:  # callers expect bad input as a ProtocolError
+            raise ProtocolError(str(err)) from None
         changes.setdefault("prompt_image", None)
     if "prompt_image" in msg:
         if msg["prompt_image"] is not None:

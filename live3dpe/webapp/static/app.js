@@ -3,7 +3,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const live3dpe = { pc: null, channel: null, state: null, stats: null, errors: [], knownStyles: null, promptMatch: null };
+const live3dpe = {
+  pc: null, channel: null, state: null, stats: null, errors: [], knownStyles: null, promptMatch: null, switchedToView: false,
+};
 window.live3dpe = live3dpe;
 
 function setStatus(text) { $("status").textContent = text; }
@@ -23,6 +25,54 @@ function iceGatheringDone(pc) {
   });
 }
 
+// One line naming the server's settings, e.g. "golden statue · paste".
+function settingsSummary(s) {
+  const parts = [s.prompt_image ? "reference image" : (s.prompt || "no prompt")];
+  parts.push(s.mode === "view" ? `view ${s.view}` : s.mode);
+  if (s.passthrough) parts.push("pass-through");
+  if (s.mirror) parts.push("mirrored");
+  return parts.join(" · ");
+}
+
+// "Applied" only once a frame made with the settings version the server acknowledged has
+// left the server (stats.applied_version), so the page never claims more than the video shows.
+function showApplied() {
+  const s = live3dpe.state;
+  if (!s) { $("applied").textContent = ""; return; }
+  const applied = live3dpe.stats ? live3dpe.stats.applied_version : null;
+  const done = applied != null && applied >= s.version;
+  $("applied").textContent = done ? `Applied: ${settingsSummary(s)}` : `applying… ${settingsSummary(s)}`;
+  $("applied").className = done ? "" : "pending";
+}
+
+// The form shows the server's settings, so it never contradicts them (a `serve --prompt`
+// included). The prompt box is only rewritten when the server's prompt changes, so a state
+// reply to some other control does not wipe text being typed.
+function fillControls(s, previous) {
+  if (!previous || previous.prompt !== s.prompt || previous.prompt_image !== s.prompt_image) {
+    $("prompt").value = s.prompt || "";
+    if (!s.prompt_image) $("prompt-image").value = "";
+  }
+  $("view").value = s.view_angles ? "fixed" : s.view;
+  if (s.view_angles) {
+    $("yaw").value = s.view_angles.yaw;
+    $("pitch").value = s.view_angles.pitch;
+  }
+  $("mode").value = s.mode;
+  for (const name of ["smoothing", "passthrough", "mirror"]) $(name).checked = s[name];
+}
+
+// A virtual camera only shows in full view mode: say so rather than let a view change do nothing visible.
+function showViewNote(s) {
+  let note = "";
+  if (s.view !== "frontal" && s.mode !== "view") {
+    note = `views other than frontal show in full view mode, not in ${$("mode").selectedOptions[0].textContent}`;
+  } else if (s.view !== "frontal" && live3dpe.switchedToView) {
+    note = "switched to full view mode: views other than frontal show only there";
+  }
+  $("view-note").textContent = note;
+}
+
 function onMessage(event) {
   let msg;
   try { msg = JSON.parse(event.data); } catch (err) { showError("bad message from server"); return; }
@@ -31,9 +81,14 @@ function onMessage(event) {
     const lat = msg.latency_ms_p50 == null ? "–" : msg.latency_ms_p50.toFixed(0);
     const stages = Object.entries(msg.stage_ms).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join("  ");
     $("stats").textContent = `${msg.fps.toFixed(1)} fps   latency ${lat} ms   dropped ${msg.dropped}\n${stages}`;
+    showApplied();
   } else if (msg.type === "state") {
+    const previous = live3dpe.state;
     live3dpe.state = msg;
     $("error").textContent = "";
+    fillControls(msg, previous);
+    showViewNote(msg);
+    showApplied();
   } else if (msg.type === "prompt_match") {
     live3dpe.promptMatch = msg;
     $("prompt-match").textContent = msg.message;
@@ -96,6 +151,12 @@ function stop() {
   }
   live3dpe.pc = null;
   live3dpe.channel = null;
+  // the next session starts from its own state and versions
+  live3dpe.state = null;
+  live3dpe.stats = null;
+  live3dpe.switchedToView = false;
+  showApplied();
+  $("view-note").textContent = "";
   $("start").disabled = false;
   $("stop").disabled = true;
   setStatus("idle");
@@ -155,14 +216,23 @@ $("prompt-image").addEventListener("change", async () => {
     showError(`cannot read ${file.name}: ${err.message || err}`);
   }
 });
-// a virtual camera only shows in the full-view mode, so choosing one switches to it
+// A virtual camera only shows in full view mode, so picking one in another mode switches to
+// it (as `v` does in the live window) and the note under the view says so.
 for (const id of ["view", "yaw", "pitch"]) {
   $(id).addEventListener("change", () => {
     if (id !== "view") $("view").value = "fixed";
-    $("mode").value = "view";
-    sendControl({ view: currentView(), mode: "view" });
+    const changes = { view: currentView() };
+    if ($("view").value !== "frontal" && $("mode").value !== "view") {
+      changes.mode = "view";
+      live3dpe.switchedToView = true;
+    }
+    sendControl(changes);
   });
 }
-$("mode").addEventListener("change", () => sendControl({ mode: $("mode").value }));
+$("mode").addEventListener("change", () => {
+  live3dpe.switchedToView = false;
+  sendControl({ mode: $("mode").value });
+});
 $("smoothing").addEventListener("change", () => sendControl({ smoothing: $("smoothing").checked }));
 $("passthrough").addEventListener("change", () => sendControl({ passthrough: $("passthrough").checked }));
+$("mirror").addEventListener("change", () => sendControl({ mirror: $("mirror").checked }));
