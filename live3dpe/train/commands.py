@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+from pathlib import Path
 
 import torch
 
@@ -63,6 +64,36 @@ def _bundle(args: argparse.Namespace) -> int:
     return main_args(args)
 
 
+def _pairs_are_photos(args: argparse.Namespace) -> bool:
+    """--align auto: a folder with camera labels (dataset.json) holds aligned crops, as exported
+    from the synthetic world; without them the images are photos."""
+    if args.align == "auto":
+        return not (Path(args.pairs) / "dataset.json").exists()
+    return args.align == "faces"
+
+
+def _aligned_photo_pairs(args: argparse.Namespace):
+    """The folder's photos aligned exactly as the UI aligns uploads (face found in each before
+    photo, its after cropped the same way, the photo's camera estimated)."""
+    from live3dpe.model.editor import Editor
+    from live3dpe.pipeline.customize import photo_pairs
+    from live3dpe.pipeline.portrait import PortraitService
+    from live3dpe.stream.sources import read_image
+
+    root = Path(args.pairs)
+    befores = sorted(root.glob("*_before.png")) + sorted(root.glob("*_before.jpg"))
+    if not befores:
+        raise FileNotFoundError(f"{root} has no *_before.png or *_before.jpg images")
+    afters = [b.with_name(b.name.replace("_before", "_after")) for b in befores]
+    if missing := [a.name for a in afters if not a.exists()]:
+        raise FileNotFoundError(f"{root}: missing after images {missing[:3]}")
+    prompt = (root / "prompt.txt").read_text().strip().splitlines()[0] if (root / "prompt.txt").exists() else None
+    reference = read_image(root / "reference.png") if (root / "reference.png").exists() else None
+    style = (root / "style.txt").read_text().strip() if (root / "style.txt").exists() else root.name
+    service = PortraitService(Editor.load(args.checkpoint))
+    return photo_pairs(service.editor, service.estimator, [read_image(b) for b in befores], [read_image(a) for a in afters], prompt, reference, style)
+
+
 def _adapt(args: argparse.Namespace) -> int:
     from live3dpe.model.checkpoint import load_checkpoint, save_checkpoint
 
@@ -71,7 +102,10 @@ def _adapt(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     net, meta = load_checkpoint(args.checkpoint)
-    pairs = load_pairs(args.pairs, net.cfg.input_resolution, net.cfg.ref_resolution, TextFeatureCache(meta.text_backend))
+    if _pairs_are_photos(args):
+        pairs = _aligned_photo_pairs(args)
+    else:
+        pairs = load_pairs(args.pairs, net.cfg.input_resolution, net.cfg.ref_resolution, TextFeatureCache(meta.text_backend))
     history = adapt(net, pairs, AdaptConfig(minutes=args.minutes, max_steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed))
     info = dict(meta.training, adapted={"style": pairs.prompt.style, "prompt": pairs.prompt.text or "(image)", "pairs": int(pairs.before.shape[0]),
                                         "steps": len(history), "seconds": history[-1]["time_s"] if history else 0.0, "from": str(args.checkpoint)})  # fmt: skip
@@ -138,7 +172,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=_bundle)
 
     p = subparsers.add_parser("adapt", help="customize a model to a new style from a few before/after pairs (paper §3.3)")
-    p.add_argument("--pairs", required=True, help="folder of <name>_before.png/<name>_after.png + prompt.txt or reference.png")
+    p.add_argument("--pairs", required=True, help="folder of <name>_before.png/<name>_after.png + prompt.txt or reference.png (+ style.txt)")
+    p.add_argument("--align", choices=("auto", "faces", "none"), default="auto",
+                   help="faces: find and align the face in each before photo and crop its after the same way, as the "
+                   "UI does; none: the images are aligned crops (with dataset.json camera labels); auto (default): "
+                   "none when the folder has dataset.json, else faces")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--minutes", type=float, default=5.0)

@@ -120,7 +120,7 @@ class UiHandlers:
         """Adapt a new style and register it; returns (style name, the prompt to use with it)."""
         from live3dpe.stream.sources import read_image
 
-        from . import customize
+        from live3dpe.pipeline import customize
 
         base = self.styles.get(self.styles.default)
         name = (name or "").strip() or (synth_style if source == "synthetic" else "my style")
@@ -160,7 +160,7 @@ class UiHandlers:
 
 
 def _synthetic_styles() -> list[str]:
-    from .customize import synthetic_styles
+    from live3dpe.pipeline.customize import synthetic_styles
 
     return synthetic_styles()
 

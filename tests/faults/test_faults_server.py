@@ -252,7 +252,7 @@ def test_gradio_app_enforces_the_prompt_limit_server_side(monkeypatch):
 
     from live3dpe.pipeline import stages
     from live3dpe.pipeline.portrait import PortraitService
-    from live3dpe.webapp import customize
+    from live3dpe.pipeline import customize
     from live3dpe.webapp.gradio_app import LiveSession
 
     class NoModel:

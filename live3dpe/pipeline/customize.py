@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from live3dpe.pipeline.portrait import NoFaceError, check_image
+from .portrait import NoFaceError, check_image
 from live3dpe.stream.control import clean_prompt
 
 MAX_PAIRS = 20
