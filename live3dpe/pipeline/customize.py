@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .portrait import NoFaceError, check_image
 from live3dpe.stream.control import clean_prompt
+
+from .portrait import NoFaceError, check_image
 
 MAX_PAIRS = 20
 Progress = Callable[[float, str], None]

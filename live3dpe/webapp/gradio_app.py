@@ -118,9 +118,8 @@ class UiHandlers:
 
     def customize(self, source, synth_style, n_pairs, befores, afters, prompt, reference, name, seconds, progress) -> tuple[str, str]:
         """Adapt a new style and register it; returns (style name, the prompt to use with it)."""
-        from live3dpe.stream.sources import read_image
-
         from live3dpe.pipeline import customize
+        from live3dpe.stream.sources import read_image
 
         base = self.styles.get(self.styles.default)
         name = (name or "").strip() or (synth_style if source == "synthetic" else "my style")

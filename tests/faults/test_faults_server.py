@@ -250,9 +250,8 @@ def test_gradio_app_enforces_the_prompt_limit_server_side(monkeypatch):
     (`max_length`), so a direct API call reached the model with any length."""
     import numpy as np
 
-    from live3dpe.pipeline import stages
+    from live3dpe.pipeline import customize, stages
     from live3dpe.pipeline.portrait import PortraitService
-    from live3dpe.pipeline import customize
     from live3dpe.webapp.gradio_app import LiveSession
 
     class NoModel:
