@@ -41,6 +41,8 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("live3dpe").setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
         warnings.filterwarnings("ignore", module=NOISY_WARNING_MODULES)
+        # Qt (OpenCV's preview window) warns at exit about timers of a GUI thread that has ended
+        os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
 
 
 class _FdFilter:
