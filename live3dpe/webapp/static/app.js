@@ -54,10 +54,8 @@ function fillControls(s, previous) {
     if (!s.prompt_image) $("prompt-image").value = "";
   }
   $("view").value = s.view_angles ? "fixed" : s.view;
-  if (s.view_angles) {
-    $("yaw").value = s.view_angles.yaw;
-    $("pitch").value = s.view_angles.pitch;
-  }
+  $("yaw").value = s.view_angles ? s.view_angles.yaw : 0;
+  $("pitch").value = s.view_angles ? s.view_angles.pitch : 0;
   $("mode").value = s.mode;
   for (const name of ["smoothing", "passthrough", "mirror"]) $(name).checked = s[name];
 }
