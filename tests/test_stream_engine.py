@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from live3dpe.stream.control import Control, ViewSpec
-from live3dpe.stream.engine import Engine, Stage, StopStream
+from live3dpe.stream.engine import Engine, InFlightTuner, Stage, StopStream, Work
 from live3dpe.stream.frame import EndOfStream, Frame
 from live3dpe.stream.queues import BlockingQueue, LatestQueue, QueueClosed
 from live3dpe.stream.sinks import NullSink
+from live3dpe.stream.stats import Stats
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -307,3 +308,180 @@ def test_frame_rejects_bad_images():
         Frame(np.zeros((4, 4), np.uint8), 0, Fraction(1, 30))
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         Frame(np.zeros((4, 4, 3), np.float32), 0, Fraction(1, 30))
+
+
+# low-latency schedule -------------------------------------------------------------
+class SharedCores:
+    """Sleep-based stand-in for stages sharing `cores` CPUs: a stage's work goes at full speed
+    while at most `cores` stages are busy, proportionally slower beyond (as threads on 2 cores)."""
+
+    def __init__(self, cores: int = 2) -> None:
+        self.cores, self.busy = cores, 0
+        self._lock = threading.Lock()
+
+    def work(self, ms: float) -> None:
+        with self._lock:
+            self.busy += 1
+        try:
+            left = ms / 1e3
+            while left > 0:
+                t0 = time.perf_counter()
+                time.sleep(min(left, 0.002))
+                with self._lock:
+                    rate = min(1.0, self.cores / self.busy)
+                left -= (time.perf_counter() - t0) * rate
+        finally:
+            with self._lock:
+                self.busy -= 1
+
+    def stages(self, ms: dict[str, float]) -> list[Stage]:
+        return [Stage(name, lambda w, t=t: self.work(t), always=name == "compose") for name, t in ms.items()]
+
+
+STAGE_MS = {"pose": 12.0, "encode": 20.0, "fuse": 24.0, "render": 24.0, "compose": 8.0}  # 88 ms of work
+
+
+def _fps_and_latency(latency: str, seconds: float = 2.0) -> tuple[float, float]:
+    stats = Stats()
+    engine = Engine(CountingSource(n=None, fps=200), NullSink(), SharedCores(2).stages(STAGE_MS), live=True,
+                    stats=stats, latency=latency, in_flight=2).start()  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (latency == "low" and len(engine.tuner.measured) < 2 or stats.frames_out < 5):
+        time.sleep(0.05)  # the stages' mean durations settle; low: the tuner has tried 1 and 2 frames on their way
+    time.sleep(0.3)
+    n0, t0 = stats.frames_out, time.monotonic()
+    time.sleep(seconds)
+    fps = (stats.frames_out - n0) / (time.monotonic() - t0)
+    engine.stop()
+    assert engine.join(timeout=5)
+    return fps, float(np.median(stats.latencies_since(n0)))
+
+
+def test_low_latency_frames_take_the_sum_of_stage_times_at_more_than_the_naive_rate():
+    """Balanced runs all five stages at once on 2 cores, so each frame's stages take twice as
+    long; low admits a frame only when it runs alone or beside one other, without waiting."""
+    stages = SharedCores(2).stages(STAGE_MS)
+    t0 = time.monotonic()
+    for _ in range(8):  # the naive loop: one frame through all stages, then the next
+        work = Work(CountingSource(1).recv(), Control().get())
+        for stage in stages:
+            stage.fn(work)
+    alone_ms = (time.monotonic() - t0) * 1e3 / 8  # the sum of the stage times (and sleep overshoot)
+    low_fps, low_ms = _fps_and_latency("low")
+    _, balanced_ms = _fps_and_latency("balanced")
+    assert sum(STAGE_MS.values()) <= alone_ms
+    assert low_ms < 1.2 * alone_ms, (low_ms, alone_ms)
+    assert low_ms < 0.75 * balanced_ms, (low_ms, balanced_ms)
+    assert low_fps >= 1e3 / alone_ms, (low_fps, 1e3 / alone_ms)
+
+
+def test_low_latency_lets_a_second_frame_on_its_way_when_a_core_is_free_for_it():
+    stats = Stats()
+    engine = Engine(CountingSource(n=None, fps=200), NullSink(), SharedCores(2).stages({"a": 10, "b": 10, "c": 10}),
+                    live=True, stats=stats, latency="low", in_flight=2).start()  # fmt: skip
+    deadline = time.monotonic() + 20
+    while len(engine.tuner.measured) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.8)  # back on the chosen limit
+    limit, measured = engine.tuner.limit, dict(engine.tuner.measured)
+    engine.stop()
+    assert engine.join(timeout=5)
+    assert limit == 2, measured
+
+
+def _tuned(perf: dict[int, tuple[float, float]], frames: int = 2000) -> tuple[InFlightTuner, list[int]]:
+    """Drives a tuner with limit -> (frames per second, latency s); returns it and the limit per frame."""
+    tuner, now, limits = InFlightTuner(most=max(perf)), 0.0, []
+    for _ in range(frames):
+        fps, latency = perf[tuner.limit]
+        now += 1 / fps
+        limits.append(tuner.limit)
+        tuner.sent(now, latency)
+    return tuner, limits
+
+
+@pytest.mark.parametrize(
+    ("perf", "chosen"),
+    [
+        ({1: (27.0, 0.040), 2: (45.0, 0.045)}, 2),  # idle 2 cores: a second frame nearly doubles the rate
+        ({1: (22.0, 0.045), 2: (25.0, 0.080)}, 1),  # cores taken by others: +14 % FPS for +78 % latency
+        ({1: (30.0, 0.036), 2: (30.0, 0.040)}, 1),  # a 30 fps camera either way: the lower latency
+        ({1: (20.0, 0.05), 2: (38.0, 0.052), 3: (50.0, 0.06), 4: (51.0, 0.08)}, 3),
+    ],
+)
+def test_in_flight_tuner_picks_the_most_frames_per_second_per_second_of_latency(perf, chosen):
+    tuner, limits = _tuned(perf)
+    assert set(tuner.measured) >= {chosen - 1, chosen} - {0}
+    assert tuner.limit == chosen
+    late = limits[len(limits) // 2 :]
+    assert late.count(chosen) > 0.8 * len(late)  # the others are measured again now and then, briefly
+    assert len(set(late)) > 1
+
+
+def test_low_latency_keeps_order_and_at_most_in_flight_frames_on_their_way():
+    inside, most = [0], [0]
+
+    def enter(work):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.004)
+
+    class Leaving(ListSink):
+        def send(self, frame):
+            inside[0] -= 1
+            super().send(frame)
+
+    sink = Leaving()
+    stages = [Stage("a", enter), Stage("b", lambda w: time.sleep(0.008)), Stage("c", lambda w: time.sleep(0.006))]
+    engine = Engine(CountingSource(n=None, fps=300), sink, stages, live=True, max_frames=200, latency="low", in_flight=2)
+    engine.run()
+    pts = [f.pts for f in sink.frames]
+    assert len(pts) > 20 and pts == sorted(set(pts))
+    assert most[0] <= 2
+    assert all(q.high_water <= q.maxsize for q in engine.queues)
+
+
+def test_low_latency_takes_the_freshest_frame():
+    """A 25 fps camera and a 50 ms stage: a frame that has waited more than half a frame
+    interval is passed over for the next one, so frames start at most ~20 ms old."""
+    ages = []
+
+    def slow(work):
+        ages.append((time.monotonic_ns() - work.frame.captured_ns) / 1e6)
+        time.sleep(0.05)
+
+    Engine(CountingSource(n=None, fps=25), NullSink(), [Stage("slow", slow)], live=True, max_frames=50, latency="low").run()
+    late = np.asarray(ages[3:])
+    assert late.size > 10
+    assert np.median(late) < 15 and np.percentile(late, 90) < 26, late  # taking the newest: median ~20, up to 40
+
+
+def test_low_latency_offline_keeps_every_frame_in_order():
+    sink = ListSink()
+    stages = [Stage("a", lambda w: time.sleep(0.002)), Stage("b", invert), Stage("c", lambda w: time.sleep(0.003))]
+    stats = Engine(CountingSource(40), sink, stages, live=False, latency="low").run()
+    assert [f.pts for f in sink.frames] == list(range(40))
+    assert all(int(f.image[5, 5, 0]) == 255 for f in sink.frames)
+    assert stats.frames_out == 40 and stats.dropped == 0
+
+
+def test_low_latency_stage_failure_passes_frames_through():
+    def flaky(work):
+        if index_of(work.frame) % 3 == 0:
+            raise RuntimeError("model blew up")
+        invert(work)
+
+    composed = []
+    sink = ListSink()
+    stages = [Stage("model", flaky), Stage("after", lambda w: None), Stage("compose", lambda w: composed.append(w), always=True)]
+    stats = Engine(CountingSource(n=None, fps=100), sink, stages, live=True, max_frames=60, latency="low").run()
+    assert len(sink.frames) > 20
+    assert all((int(f.image[5, 5, 0]) == 0) == (index_of(f) % 3 == 0) for f in sink.frames)
+    assert len(composed) == len(sink.frames) and stats.faults["model"] >= 5
+
+
+def test_latency_must_be_low_or_balanced():
+    with pytest.raises(ValueError, match="latency"):
+        Engine(CountingSource(1), NullSink(), latency="fast")
+    with pytest.raises(ValueError, match="in_flight"):
+        Engine(CountingSource(1), NullSink(), latency="low", in_flight=0)

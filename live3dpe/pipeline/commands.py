@@ -42,6 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--prompts", default=None, metavar="A,B,C",
                    help="comma-separated text prompts the window's `n` key cycles through (the first is used when neither --prompt nor --ref is given)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    add_latency_arg(p)
     p.set_defaults(func=cmd_live)
 
     p = subparsers.add_parser(
@@ -78,6 +79,17 @@ def register(subparsers) -> None:
     p.add_argument("--mesh-resolution", type=int, default=128, help=f"marching-cubes grid size, {MESH_RESOLUTIONS[0]}..{MESH_RESOLUTIONS[1]} (default 128)")
     _add_model_args(p, modes=False)
     p.set_defaults(func=cmd_edit)
+
+
+def add_latency_arg(p: argparse.ArgumentParser) -> None:
+    """--latency for the live front ends (live, serve); `process` is offline and keeps every frame."""
+    from live3dpe.stream.engine import LATENCIES
+
+    p.add_argument(
+        "--latency", choices=LATENCIES, default="low",
+        help="low (default): each frame goes through alone or beside one other, for calls (benchmarks/results/"
+        "pipeline_latency.md); balanced: every stage busy on its own frame, more FPS for about twice the delay",
+    )  # fmt: skip
 
 
 def _add_model_args(p: argparse.ArgumentParser, modes: bool = True) -> None:
@@ -192,7 +204,7 @@ def cmd_live(args) -> int:
     except BaseException:
         source.close()
         raise
-    engine = pipeline_engine(source, sink, editor, live=True, control=control, max_frames=args.max_frames)
+    engine = pipeline_engine(source, sink, editor, live=True, control=control, max_frames=args.max_frames, latency=args.latency)
     stats = engine.stats
     log.info("streaming (%s mode); Ctrl+C to stop", control.get().mode)
     engine.run()

@@ -12,6 +12,19 @@ is ready, so it works on the newest frame instead of one that then waits in a qu
 behind the bottleneck (lower latency, same throughput). Offline mode connects the
 threads with `BlockingQueue`s: every input frame becomes exactly one output frame, in order.
 
+That is the `balanced` schedule: every stage busy on its own frame, the most frames per second.
+On a machine with fewer cores than stages those frames share the cores, so each one takes
+longer than it would alone (measured on 2 cores: 58 ms of stage time for 28 ms of work).
+`latency="low"` trades some of that throughput for latency, for calls: the first stage admits
+a frame only while fewer than a limit are on their way and only when, by the stages' mean
+durations, it can flow through every stage without waiting behind the frames ahead of it; the
+stages after it take frames as they come. A frame's latency is then about the sum of the stage
+times of a frame running alone. The limit (`InFlightTuner`, at most `in_flight`, default one per
+core) is the one with the most frames per second per second of latency, measured while
+streaming: a second frame on its way pays only while a core is free for it, which a video call
+sharing the machine changes. Live, the first stage takes the newest captured frame, or waits for the next
+one when it is due sooner than the newest is old.
+
 A stage that raises on a frame does not stop the stream: the remaining stages are
 skipped for that frame (except `always` ones, such as the compositor that keeps the output
 size and mirroring the same for every frame) and the original image is passed through; each
@@ -23,6 +36,7 @@ the stages find out lives in a `Work` subclass the caller supplies (`make_work`)
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +51,8 @@ from .queues import BlockingQueue, LatestQueue, QueueClosed, StageQueue
 from .stats import Stats
 
 log = logging.getLogger(__name__)
+
+LATENCIES = ("low", "balanced")
 
 
 class Source(Protocol):
@@ -87,6 +103,53 @@ class Stage:
     always: bool = False
 
 
+class InFlightTuner:
+    """How many frames the low-latency schedule lets on their way: the limit with the most
+    frames per second per second of latency (Kleinrock's power), so one frame more on its way
+    must buy more throughput than it costs latency, as it does while a core is free for it.
+    Each limit is measured over windows of at least `window_s` and 8 frames; every
+    `explore_every` windows a neighbouring limit is measured again, because the cores free
+    for this process change (a video call shares them)."""
+
+    def __init__(self, most: int, window_s: float = 0.5, explore_every: int = 10) -> None:
+        self.most, self.window_s, self.explore_every = most, window_s, explore_every
+        self.limit = most
+        self.measured: dict[int, tuple[float, float]] = {}  # limit -> (frames per second, mean latency s)
+        self._settle = most  # frames admitted under the previous limit, still leaving
+        self._start = self._latency = 0.0
+        self._count = self._windows = 0
+
+    def best(self) -> int:
+        return max(self.measured, key=lambda k: (self.measured[k][0] / self.measured[k][1], -k))
+
+    def sent(self, now: float, latency_s: float) -> None:
+        """A frame has left the pipeline at `now` (seconds), `latency_s` after it was captured."""
+        if self._settle:
+            self._settle -= 1
+            self._start, self._count, self._latency = now, 0, 0.0
+            return
+        self._count += 1
+        self._latency += latency_s
+        if now - self._start < self.window_s or self._count < 8:
+            return
+        rate, latency = self._count / (now - self._start), self._latency / self._count
+        old = self.measured.get(self.limit)
+        self.measured[self.limit] = (rate, latency) if old is None else ((old[0] + rate) / 2, (old[1] + latency) / 2)
+        self._windows += 1
+        best = self.best()
+        near = [k for k in (best - 1, best + 1) if 1 <= k <= self.most]
+        fresh = [k for k in near if k not in self.measured]
+        if fresh:
+            nxt = fresh[0]
+        elif near and self._windows % self.explore_every == 0:
+            nxt = near[(self._windows // self.explore_every) % len(near)]
+        else:
+            nxt = best
+        self._settle = self.limit if nxt != self.limit else 0
+        self.limit = nxt
+        self._start, self._count, self._latency = now, 0, 0.0
+
+
 class Engine:
     """Runs source → stages → sink concurrently. `run()` blocks; `start()`/`stop()`/`join()` don't."""
 
@@ -105,9 +168,20 @@ class Engine:
         on_output: Callable[[Work], None] | None = None,
         on_demand: bool = True,
         make_work: Callable[[Frame, ControlState], Work] = Work,
+        latency: str = "balanced",
+        in_flight: int | None = None,
     ) -> None:
+        """`latency`: `balanced` (every stage busy, `on_demand` applies) or `low` (frames
+        admitted so that none waits, at most `in_flight` of them past the first stage's input,
+        default one per CPU core; `tuner` picks how many). See the module docstring."""
+        if latency not in LATENCIES:
+            raise ValueError(f"latency must be one of {', '.join(LATENCIES)}, got {latency!r}")
+        if in_flight is not None and in_flight < 1:
+            raise ValueError(f"in_flight must be at least 1, got {in_flight}")
         self.source, self.sink, self.stages = source, sink, list(stages)
         self.live = live
+        self.latency = latency
+        self.in_flight = in_flight or max(1, os.cpu_count() or 1)
         self.control = control or Control()
         self.stats = stats or Stats()
         self.max_frames = max_frames
@@ -118,9 +192,17 @@ class Engine:
         size = queue_size or (1 if live else 4)
         make = LatestQueue if live else BlockingQueue
         self.queues: list[StageQueue[Work]] = [make(size) for _ in range(len(self.stages) + 1)]
+        if latency == "low":  # admitted frames are never dropped: they are at most `in_flight`
+            self.queues[1:] = [BlockingQueue(self.in_flight) for _ in self.stages]
         # just-in-time starts: each stage's mean duration and when its current frame should be done
         self._mean_s = [0.0] * len(self.stages)
         self._busy_until = [0.0] * len(self.stages)
+        # low latency: frames admitted and sent, under `_flow`, which is notified as frames move on
+        self._flow = threading.Condition()
+        self._admitted = self._sent = 0
+        self.tuner = InFlightTuner(self.in_flight)
+        self._period_s = 0.0  # the source's mean frame interval (live): when the next frame is due
+        self._skipped = 0  # stale frames passed over for a newer one
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._logged: set[tuple[str, str]] = set()
@@ -145,6 +227,8 @@ class Engine:
         self._stop.set()
         for q in self.queues:
             q.close(discard=True)
+        with self._flow:
+            self._flow.notify_all()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the threads; True when all have finished. Re-raises a sink failure."""
@@ -153,7 +237,7 @@ class Engine:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         done = not any(t.is_alive() for t in self._threads)
         if done:
-            self.stats.set_dropped(sum(q.dropped for q in self.queues))
+            self.stats.set_dropped(sum(q.dropped for q in self.queues) + self._skipped)
         return done
 
     def run(self) -> Stats:
@@ -204,7 +288,7 @@ class Engine:
 
     def _capture_loop(self) -> None:
         out = self.queues[0]
-        n, errors = 0, 0
+        n, errors, last_ns = 0, 0, 0
         try:
             while not self._stop.is_set() and (self.max_frames is None or n < self.max_frames):
                 try:
@@ -220,6 +304,10 @@ class Engine:
                     continue
                 errors = 0
                 n += 1
+                if self.live and n > 1:
+                    interval = (frame.captured_ns - last_ns) / 1e9
+                    self._period_s += 0.1 * (interval - self._period_s) if self._period_s else interval
+                last_ns = frame.captured_ns
                 self.stats.record_input()
                 out.put(self.make_work(frame, self.control.get()))
         except QueueClosed:
@@ -246,11 +334,74 @@ class Engine:
                     break
                 self._stop.wait(min(delay, 0.05))  # re-plan: the stages after us may finish early
 
+    def _admission_time(self) -> float:
+        """When a new frame can enter the first stage and flow through every stage without
+        waiting (perf_counter seconds): the frames on their way, oldest first, are played
+        through the stages by their mean durations, then the new one is fitted in behind them."""
+        now, mean = time.perf_counter(), self._mean_s
+        free = [now] * len(self.stages)  # when each stage has finished the frames ahead
+
+        def play(first: int, ready: float) -> None:
+            for j in range(first, len(self.stages)):
+                ready = free[j] = max(ready, free[j]) + mean[j]
+
+        for i in range(len(self.stages) - 1, -1, -1):
+            for _ in range(len(self.queues[i + 1])):  # done here, waiting for stage i + 1
+                play(i + 1, now)
+            if self._busy_until[i]:
+                free[i] = max(self._busy_until[i], now)
+                play(i + 1, free[i])
+        start, ahead = now, 0.0
+        for i in range(len(self.stages)):
+            start = max(start, free[i] - ahead)
+            ahead += mean[i]
+        return start
+
+    def _admit(self) -> None:
+        """Low latency: wait until fewer frames than the tuner's limit are on their way and a
+        new one would not wait at any stage; re-planned whenever a stage finishes a frame."""
+        with self._flow:
+            while not self._stop.is_set():
+                delay = 0.05
+                if self._admitted - self._sent < self.tuner.limit:
+                    delay = self._admission_time() - time.perf_counter()
+                    if delay <= 0.0005:
+                        return
+                self._flow.wait(min(delay, 0.05))
+
+    def _take_fresh(self, inq: StageQueue[Work]) -> Work:
+        """The newest captured frame, or (live) the next one when it is due sooner than the
+        newest is old: a frame's age counts in its latency as much as its processing does."""
+        work = inq.get()
+        period = self._period_s
+        if self.live and period > 0 and (time.monotonic_ns() - work.frame.captured_ns) / 1e9 > period / 2:
+            try:
+                newer = inq.get(timeout=period)
+            except (TimeoutError, QueueClosed):
+                return work
+            self._skipped += 1
+            return newer
+        return work
+
+    def _moved(self) -> None:
+        """A frame left a stage: the low-latency admission re-plans."""
+        if self.latency == "low":
+            with self._flow:
+                self._flow.notify_all()
+
     def _stage_loop(self, index: int, stage: Stage, inq: StageQueue[Work], outq: StageQueue[Work]) -> None:
+        low = self.latency == "low"
         try:
             while True:
-                self._wait_for_downstream(index)
-                work = inq.get()
+                if low and index == 0:
+                    self._admit()
+                    work = self._take_fresh(inq)
+                    with self._flow:
+                        self._admitted += 1
+                else:
+                    if not low:
+                        self._wait_for_downstream(index)
+                    work = inq.get()
                 if stage.always or not (work.control.passthrough or work.failed):
                     t0 = time.perf_counter()
                     self._busy_until[index] = t0 + self._mean_s[index]
@@ -262,9 +413,10 @@ class Engine:
                         self._log_once(stage.name, err)
                     elapsed = time.perf_counter() - t0
                     self._mean_s[index] += 0.2 * (elapsed - self._mean_s[index])
-                    self._busy_until[index] = 0.0
                     self.stats.record_stage(stage.name, elapsed)
                 outq.put(work)
+                self._busy_until[index] = 0.0  # after the put: the frame is always in sight of `_admission_time`
+                self._moved()
         except QueueClosed:
             pass
         finally:
@@ -282,6 +434,11 @@ class Engine:
                 self.sink.send(work.frame.with_image(np.ascontiguousarray(image)))
                 self.stats.record_stage("sink", time.perf_counter() - t0)
                 self.stats.record_output(work.frame.captured_ns, face=work.has_face, edited=work.edited)
+                with self._flow:
+                    self._sent += 1
+                    if self.latency == "low":
+                        self.tuner.sent(time.perf_counter(), (time.monotonic_ns() - work.frame.captured_ns) / 1e9)
+                    self._flow.notify_all()
         except QueueClosed:
             pass
         except StopStream:

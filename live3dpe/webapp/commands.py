@@ -11,6 +11,7 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from live3dpe.model.known_styles import prompt_help_epilog
+    from live3dpe.pipeline.commands import add_latency_arg
 
     serve = subparsers.add_parser(
         "serve",
@@ -25,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--cert", help="TLS certificate (PEM) for HTTPS")
     serve.add_argument("--key", help="TLS private key (PEM) for HTTPS")
     serve.add_argument("--compile", action="store_true", help="torch.compile the model first (a 1.5-2x faster model on CPU, after a one-off compile)")
+    add_latency_arg(serve)
     serve.set_defaults(func=run_serve)
 
     ui = subparsers.add_parser(
@@ -75,7 +77,7 @@ def run_serve(args: argparse.Namespace) -> int:
     server = WebRTCServer(
         lambda: build_stages(editor), max_peers=args.max_peers, initial_control=initial,
         known_styles=styles_payload(editor_known_styles(editor)),
-        prompt_feedback=lambda text: prompt_feedback(editor, text),
+        prompt_feedback=lambda text: prompt_feedback(editor, text), latency=args.latency,
     )  # fmt: skip
     scheme = "https" if ctx else "http"
     print(f"live3dpe serve: open {scheme}://{args.host}:{args.port}/ (Ctrl+C to stop)")

@@ -56,9 +56,11 @@ class PeerSession:
     """One browser connection: peer connection, engine, control and stats."""
 
     def __init__(
-        self, pc: RTCPeerConnection, make_stages: StageFactory, initial: dict | None = None, feedback: PromptFeedback | None = None
+        self, pc: RTCPeerConnection, make_stages: StageFactory, initial: dict | None = None, feedback: PromptFeedback | None = None,
+        latency: str = "balanced",
     ) -> None:
         self.id = uuid.uuid4().hex[:8]
+        self.latency = latency  # the engine's schedule (`Engine(latency=...)`)
         self.pc = pc
         self.control = Control(**(initial or {}))
         self.stats = Stats()
@@ -82,7 +84,7 @@ class PeerSession:
         sink = TrackSink(loop)
         self.pc.addTrack(sink)
         self.engine = Engine(
-            source, sink, self._make_stages(), live=True, control=self.control, stats=self.stats,
+            source, sink, self._make_stages(), live=True, control=self.control, stats=self.stats, latency=self.latency,
             on_output=self._note_version, make_work=FaceWork,
         )
         self.engine.start()
@@ -176,9 +178,11 @@ class WebRTCServer:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         known_styles: dict | None = None,
         prompt_feedback: PromptFeedback | None = None,
+        latency: str = "balanced",
     ) -> None:
         """known_styles: what GET /styles answers (`known_styles.styles_payload`); prompt_feedback:
-        the nearest known style of a typed prompt, sent to the page after each Apply."""
+        the nearest known style of a typed prompt, sent to the page after each Apply; latency: each
+        peer engine's schedule (`Engine(latency=...)`)."""
         if max_peers < 1:
             raise ValueError(f"max_peers must be at least 1, got {max_peers}")
         if not connect_timeout_s > 0:
@@ -192,6 +196,7 @@ class WebRTCServer:
         self.connect_timeout_s = connect_timeout_s
         self.known_styles = known_styles or styles_payload(None)
         self.prompt_feedback = prompt_feedback
+        self.latency = latency
         self.sessions: dict[str, PeerSession] = {}
         self.app = web.Application(client_max_size=MAX_OFFER_BYTES)
         self.app.add_routes(
@@ -242,7 +247,7 @@ class WebRTCServer:
             return _error(503, f"server is full ({self.max_peers} peers); try again later")
 
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        session = PeerSession(pc, self.make_stages, self.initial_control, self.prompt_feedback)
+        session = PeerSession(pc, self.make_stages, self.initial_control, self.prompt_feedback, self.latency)
         self.sessions[session.id] = session
 
         @pc.on("track")
