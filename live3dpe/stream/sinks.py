@@ -147,10 +147,6 @@ class WindowSink:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    @property
-    def quit_requested(self) -> bool:
-        return self._quit.is_set()
-
     def send(self, frame: Frame) -> None:
         if self._error is not None:
             raise RuntimeError(f"the preview window failed: {self._error}") from self._error
