@@ -177,7 +177,7 @@ def _control(args, **extra) -> Control:
 
 
 def cmd_live(args) -> int:
-    from live3dpe.stream.sinks import open_sink
+    from live3dpe.stream.sinks import WindowSink, open_sink
     from live3dpe.stream.sources import WebcamSource, list_cameras, open_source
 
     from .compose import output_size
@@ -205,6 +205,8 @@ def cmd_live(args) -> int:
         source.close()
         raise
     engine = pipeline_engine(source, sink, editor, live=True, control=control, max_frames=args.max_frames, latency=args.latency)
+    if isinstance(sink, WindowSink):
+        sink.on_quit = engine.stop  # q quits even while no frame arrives (a stalled camera)
     stats = engine.stats
     log.info("streaming (%s mode); Ctrl+C to stop", control.get().mode)
     engine.run()
