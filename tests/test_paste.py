@@ -12,7 +12,16 @@ from live3dpe.pose import observe
 from live3dpe.pose.align import face_mask, paste_back, scale_affine, warp_crop
 from live3dpe.pose.canonical import canonical_face
 from live3dpe.pose.headpose import project_head
-from live3dpe.pose.paste import FACE_OVAL, MASK_SIZE, contour_in_crop, contour_mask, paste_face, pose_weight, seam_gain
+from live3dpe.pose.paste import (
+    FACE_OVAL,
+    MASK_SIZE,
+    contour_in_crop,
+    contour_mask,
+    mask_support,
+    paste_face,
+    pose_weight,
+    seam_gain,
+)
 
 FRAME, FACE = 40, 240  # flat grey levels: which image a pixel came from is unambiguous
 
@@ -58,7 +67,8 @@ def _seam_band(obs, frame_shape, face_size: int) -> np.ndarray:
 
 def test_face_oval_is_the_canonical_mesh_boundary():
     """The 36 indices, in order, are exactly the edges that belong to one triangle of the mesh."""
-    edges = Counter(tuple(sorted(map(int, e))) for t in canonical_face().triangles for e in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])))
+    tri = canonical_face().triangles
+    edges = Counter(tuple(sorted(map(int, e))) for t in tri for e in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])))
     boundary = {e for e, count in edges.items() if count == 1}
     loop = {tuple(sorted((int(a), int(b)))) for a, b in zip(FACE_OVAL, np.roll(FACE_OVAL, -1), strict=True)}
     assert len(set(FACE_OVAL.tolist())) == len(FACE_OVAL) == 36
@@ -72,10 +82,12 @@ def test_mask_follows_the_contour_not_the_ellipse(yaw):
     out = paste_face(frame, face, obs, max_gain=1.0)
     old = paste_back(frame, face, obs.crop_affine, crop_size=obs.crop_size)
     d_in, d_out, size = _contour_distances(obs, frame.shape[:2])
-    slack = 2 * obs.crop_size / MASK_SIZE * np.sqrt(abs(np.linalg.det(obs.crop_inverse[:, :2])))  # 2 mask px in the frame
+    frame_px = np.sqrt(abs(np.linalg.det(obs.crop_inverse[:, :2])))  # frame px per crop px
+    slack = 2 * obs.crop_size / MASK_SIZE * frame_px  # two mask pixels
     deep = d_in > (0.05 + 3 * 0.025) * size + slack
     assert deep.sum() > 5000 and (out[deep] == FACE).all()
-    old_ellipse = cv2.warpAffine(face_mask(512), obs.crop_affine.astype(np.float64), (640, 480), flags=cv2.WARP_INVERSE_MAP)
+    A = obs.crop_affine.astype(np.float64)
+    old_ellipse = cv2.warpAffine(face_mask(512), A, (640, 480), flags=cv2.WARP_INVERSE_MAP)
     outside = (d_out > 3 * 0.025 * size + slack) & (old_ellipse > 0.5)
     assert outside.sum() > 2000 and (old[outside] != FRAME).all()  # the ellipse pasted the render's background there
     assert (out[outside] == FRAME).all()
@@ -116,9 +128,8 @@ def test_fade_is_full_then_monotone_then_off():
     frame, face = _flat((480, 640, 3), FRAME), _flat((256, 256, 3), FACE)
     base = _observation()
     yaws = np.arange(0.0, 52.0, 2.0)
-    change = np.array(
-        [np.abs(paste_face(frame, face, dataclasses.replace(base, yaw=-y), max_gain=1.0).astype(int) - FRAME).mean() for y in yaws]
-    )
+    outs = [paste_face(frame, face, dataclasses.replace(base, yaw=-y), max_gain=1.0) for y in yaws]
+    change = np.array([np.abs(out.astype(int) - FRAME).mean() for out in outs])
     assert (np.diff(change) <= 0).all()
     full, ramp, off = change[yaws <= 35], change[(yaws > 35) & (yaws < 45)], change[yaws >= 45]
     assert full.min() == full.max() > 0 and (off == 0).all()
@@ -156,6 +167,21 @@ def test_seam_gain_is_clamped_and_neutral_without_a_band():
     face, frame_crop = _flat((8, 8, 3), 100), np.dstack([_flat((8, 8), 110), _flat((8, 8), 200), _flat((8, 8), 50)])
     np.testing.assert_allclose(seam_gain(face, frame_crop, band, 1.25), [111 / 101, 1.25, 0.8])
     np.testing.assert_array_equal(seam_gain(face, frame_crop, np.zeros_like(band), 1.25), np.ones(3))
+
+
+@pytest.mark.parametrize("size", [96, 256, 512])
+@pytest.mark.parametrize("shift", [0.0, 70.0])  # a face whose mask runs off the crop's edge
+def test_mask_support_holds_the_whole_resized_mask(size, shift):
+    """The colour gain is applied only inside this box: nothing the mask lets through is outside it."""
+    obs = _observation()
+    A = scale_affine(obs.crop_affine.astype(np.float64), MASK_SIZE / obs.crop_size)
+    m = contour_mask(contour_in_crop(obs.landmarks, A) + [shift, 0.0], MASK_SIZE)
+    x, y, w, h = mask_support(m, size)
+    resized = cv2.resize(m.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    inside = np.zeros((size, size), bool)
+    inside[y : y + h, x : x + w] = True
+    assert (resized[~inside] == 0).all()
+    assert 0.2 < inside.mean() < 0.7  # and it is much smaller than the crop
 
 
 @pytest.mark.parametrize(

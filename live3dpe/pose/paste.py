@@ -50,8 +50,9 @@ def contour_mask(contour: np.ndarray, size: int, feather: float = 0.025, erode: 
     The polygon is inset by `erode` and blurred with a Gaussian of sigma `feather`, both as
     fractions of the face size (square root of its area), so the seam sits on the face's own
     skin at any face size and the mask has (nearly) vanished at the contour itself. The inset
-    moves each vertex along its normal: a true erosion with an elliptical kernel costs
-    milliseconds at these sizes, and the oval is smooth enough for the two to agree.
+    moves each vertex along its normal, by any fraction of a pixel: a morphological erosion
+    steps by whole pixels (the seam would jump as the face nears the camera), and the oval is
+    smooth enough for the two to agree.
     """
     p = np.asarray(contour, np.float64)
     x, y = p[:, 0], p[:, 1]
@@ -83,10 +84,25 @@ def seam_gain(face: np.ndarray, frame_crop: np.ndarray, band: np.ndarray, max_ga
     return np.clip((frame_mean + 1.0) / (face_mean + 1.0), 1.0 / max_gain, max_gain)
 
 
-def scale_channels(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
-    """uint8 HxWx3 with channel c multiplied by gain[c], rounded and saturated (one table lookup)."""
-    lut = np.clip(np.arange(256.0)[:, None] * gain + 0.5, 0, 255).astype(np.uint8)
-    return cv2.LUT(image, lut.reshape(256, 1, 3))
+def scale_channels(image: np.ndarray, gain: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """A copy of uint8 HxWx3 `image` with channel c multiplied by gain[c] (rounded, saturated)
+    inside `box` (x, y, w, h), the only part a mask lets through: the table lookup is the
+    costliest step of the colour match, so it skips the rest of the crop."""
+    lut = np.clip(np.arange(256.0)[:, None] * gain + 0.5, 0, 255).astype(np.uint8).reshape(256, 1, 3)
+    x, y, w, h = box
+    out = image.copy()
+    out[y : y + h, x : x + w] = cv2.LUT(image[y : y + h, x : x + w], lut)
+    return out
+
+
+def mask_support(mask: np.ndarray, size: int) -> tuple[int, int, int, int]:
+    """Box (x, y, w, h) in a `size`-px crop that holds every pixel `mask` (uint8, any square
+    size) is non-zero on once resized to `size` with linear interpolation."""
+    x, y, w, h = cv2.boundingRect(mask)
+    k = size / mask.shape[0]
+    x0, y0 = max(int(x * k - k) - 1, 0), max(int(y * k - k) - 1, 0)
+    x1, y1 = min(int((x + w) * k + k) + 2, size), min(int((y + h) * k + k) + 2, size)
+    return x0, y0, max(x1 - x0, 0), max(y1 - y0, 0)
 
 
 def paste_face(
@@ -116,7 +132,8 @@ def paste_face(
     A = scale_affine(np.asarray(obs.crop_affine, np.float64), n / obs.crop_size)
     m = contour_mask(contour_in_crop(obs.landmarks, A), n, feather, erode)
     if max_gain > 1.0:
-        small = cv2.resize(face, (n, n), interpolation=cv2.INTER_AREA)
-        face = scale_channels(face, seam_gain(small, warp_crop(frame, A, n), cv2.inRange(m, *SEAM_LEVELS), max_gain))
+        small = cv2.resize(face, (n, n), interpolation=cv2.INTER_LINEAR)  # samples enough for a mean
+        gain = seam_gain(small, warp_crop(frame, A, n), cv2.inRange(m, *SEAM_LEVELS), max_gain)
+        face = scale_channels(face, gain, mask_support(m, face.shape[0]))
     alpha = m.astype(np.float32) * np.float32(weight / 255.0)
     return paste_back(frame, face, obs.crop_affine, mask=alpha, crop_size=obs.crop_size)
