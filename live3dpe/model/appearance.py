@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .image_prompt import IMAGENET_MEAN, IMAGENET_STD
+from .layers import key_padding_mask
 
 EDIT_CHANNELS = 12  # 3x3 matrix + 3 offsets
 COLOUR_STATS = 7  # mean and std of R, G, B on the face region, plus 1 = "this is an image prompt"
@@ -74,20 +75,30 @@ class AppearanceEditor(nn.Module):
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
 
-    def condition(self, tokens: Tensor, colour: Tensor | None) -> Tensor:
-        """Prompt tokens [B or 1, N, D] (+ colour [B or 1, 7]) -> FiLM parameters [B or 1, 2 * c * blocks]."""
-        pooled = F.scaled_dot_product_attention(self.query.to(tokens.dtype).expand(tokens.shape[0], -1, -1), tokens, tokens)[:, 0]
+    def condition(self, tokens: Tensor, colour: Tensor | None, attn_mask: Tensor | None = None) -> Tensor:
+        """Prompt tokens [B or 1, N, D] (+ colour [B or 1, 7]) -> FiLM parameters [B or 1, 2 * c * blocks].
+
+        attn_mask: boolean [B or 1, 1, N] over the tokens (`layers.key_padding_mask`): padded
+        tokens get no pooling weight, so a padded prompt conditions exactly as alone."""
+        query = self.query.to(tokens.dtype).expand(tokens.shape[0], -1, -1)
+        pooled = F.scaled_dot_product_attention(query, tokens, tokens, attn_mask=attn_mask)[:, 0]
         if colour is None:
             colour = pooled.new_zeros(pooled.shape[0], COLOUR_STATS)
         return self.film(torch.cat([pooled, colour.to(pooled.dtype).expand(pooled.shape[0], -1)], dim=1))
 
-    def forward(self, image: Tensor, tokens: Tensor, colour: Tensor | None = None) -> Tensor:
-        """image [B, 3, R, R] in [-1, 1], tokens [B or 1, N, D], colour [B or 1, 7] | None."""
+    def forward(self, image: Tensor, tokens: Tensor, colour: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """image [B, 3, R, R] in [-1, 1], tokens [B or 1, N, D], colour [B or 1, 7] | None.
+
+        mask: [B or 1, N] bool, True = a real token (prompts padded to one length share a batch);
+        a sample with no real token gets the zero field: its input unchanged, as with no prompt."""
         b, _, r, _ = image.shape
+        attn_mask = present = None
+        if mask is not None:
+            attn_mask, present = key_padding_mask(mask, b, tokens.shape[1])
         coords = torch.linspace(-1, 1, r, device=image.device, dtype=image.dtype)
         yy, xx = torch.meshgrid(coords, coords, indexing="ij")
         x = self.stem(torch.cat([image, xx.expand(b, 1, r, r), yy.expand(b, 1, r, r)], dim=1))
-        gamma_beta = self.condition(tokens, colour).expand(b, -1).chunk(2 * len(self.blocks), dim=1)
+        gamma_beta = self.condition(tokens, colour, attn_mask).expand(b, -1).chunk(2 * len(self.blocks), dim=1)
 
         def block(i: int, h: Tensor) -> Tensor:
             h = self.blocks[i](h)
@@ -96,4 +107,5 @@ class AppearanceEditor(nn.Module):
         skip = block(0, x)
         low = block(2, block(1, skip))
         up = F.interpolate(low, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.head(block(3, torch.cat([skip, up], dim=1)))
+        field = self.head(block(3, torch.cat([skip, up], dim=1)))
+        return field if present is None else torch.where(present.view(-1, 1, 1, 1), field, 0.0)

@@ -20,22 +20,24 @@ import contextlib
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .cameras import Camera
 from .checkpoint import CheckpointMeta, build_net, load_checkpoint
 from .config import PRESETS, ModelConfig, get_preset
-from .guide import input_view_image, same_camera
+from .guide import input_view_image
 from .layers import check_image_batch
 from .network import to_input_resolution
 from .prompts import PromptCache, PromptEncoder
 from .text_prompt import DEFAULT_TEXT_BACKEND, TextBackend, make_text_backend
-from .types import Features, Guide, Planes, PromptEmbedding, RenderOutput
+from .types import Features, Guide, Planes, PromptBatch, PromptEmbedding, RenderOutput
 
 if TYPE_CHECKING:
     from .network import EditorNet
@@ -275,8 +277,9 @@ class Editor:
     def encode_features(self, image: Tensor, camera: Camera | Tensor | None = None, geometry: bool = True) -> Features:
         """Image [B, 3, C, C] in [-1, 1] -> E_low/F and E_high features (no prompt needed).
 
-        camera: the camera that saw the crop ([B or 1, 25] or a Camera; default frontal), kept with
-        the full-resolution crop as the `Guide` on the appearance route; unused otherwise.
+        camera: the camera that saw the crop ([B or 1, 25], a Camera, or one per crop as a list;
+        default frontal), kept with the full-resolution crop as the `Guide` on the appearance
+        route; unused otherwise.
         geometry=False (appearance route only): skip the encoders; the planes then show only the
         input camera (`render_image`), which is all paste mode needs, at a fraction of the cost."""
         if not isinstance(image, Tensor) or image.ndim != 4:
@@ -298,38 +301,86 @@ class Editor:
             out = self.net.encoder.encode_features(to_input_resolution(image, self.input_resolution))
         return Features(out["high_feature"], out["f_feature"], guide)
 
-    def fuse(self, features: Features, prompt: PromptEmbedding | None = None) -> Planes:
+    def stack_prompts(self, prompts: Sequence[PromptEmbedding | None]) -> PromptBatch | None:
+        """One prompt (or None = no edit) per sample -> one `PromptBatch` padded to the longest
+        prompt, for `fuse` on a batch gathered from several streams; None when no sample has one."""
+        if not isinstance(prompts, Sequence) or not prompts:
+            raise ValueError("give a non-empty list of prompts (PromptEmbedding or None), one per sample")
+        d = self.config.ref_dim
+        for p in prompts:
+            if p is not None and not isinstance(p, PromptEmbedding):
+                raise TypeError(f"each prompt must be a PromptEmbedding or None, got {type(p).__name__}")
+            if p is not None and (p.tokens.ndim != 3 or p.tokens.shape[0] != 1 or p.tokens.shape[-1] != d):
+                raise ValueError(f"each prompt's tokens must be [1, N, {d}], got {tuple(p.tokens.shape)}")
+        given = [p for p in prompts if p is not None]
+        if not given:
+            return None
+        n = max(p.tokens.shape[1] for p in given)
+        colour_dim = next((p.colour.shape[-1] for p in given if p.colour is not None), None)
+        rows, masks, colours = [], [], []
+        with torch.inference_mode():
+            for p in prompts:
+                k = 0 if p is None else p.tokens.shape[1]
+                tokens = torch.zeros(n, d) if p is None else F.pad(p.tokens[0].float(), (0, 0, 0, n - k))
+                rows.append(tokens)
+                masks.append(torch.arange(n) < k)
+                if colour_dim is not None:
+                    colours.append(torch.zeros(colour_dim) if p is None or p.colour is None else p.colour[0].float().cpu())
+            tokens = torch.stack([t.to(self.device) for t in rows]).to(self.dtype)
+            colour = None if colour_dim is None else torch.stack(colours).to(device=self.device, dtype=self.dtype)
+            mask = torch.stack(masks).to(self.device)
+        return PromptBatch(tokens, mask, colour, tuple(None if p is None else p.key for p in prompts))
+
+    def fuse(self, features: Features, prompt: PromptEmbedding | PromptBatch | Sequence[PromptEmbedding | None] | None = None) -> Planes:
         """Features (+ prompt) -> triplane: the prompt's cross-attention (Eq. 2) and E_t (Eq. 3).
         No prompt = the 3D prior (Live3D). On the appearance route the triplane is the prior's and
-        the prompt becomes the guide's colour-transform field."""
+        the prompt becomes the guide's colour-transform field.
+
+        A batch of features (e.g. `Features.cat` of several streams') takes one prompt for all or
+        one per sample: a list (None = no edit) or a `PromptBatch` (`stack_prompts`); each sample
+        then comes out as fused alone with its own prompt (the token mask hides the padding)."""
         if not isinstance(features, Features):
             raise TypeError(f"features must be Features (from encode_features), got {type(features).__name__}")
-        tokens = None
-        if prompt is not None:
+        batch = features.batch
+        if isinstance(prompt, (list, tuple)):
+            if len(prompt) != batch:
+                raise ValueError(f"{len(prompt)} prompts for a batch of {batch}")
+            prompt = self.stack_prompts(prompt)
+        tokens = colour = mask = None
+        if isinstance(prompt, PromptBatch):
+            if len(prompt) != batch or prompt.tokens.shape[-1] != self.config.ref_dim:
+                raise ValueError(f"prompt batch must be [{batch}, N, {self.config.ref_dim}], got {tuple(prompt.tokens.shape)}")
+            tokens, mask = prompt.tokens.to(device=self.device, dtype=self.dtype), prompt.mask.to(self.device)
+            colour = prompt.colour
+        elif prompt is not None:
             if not isinstance(prompt, PromptEmbedding):
-                raise TypeError(f"prompt must be a PromptEmbedding (see encode_prompt) or None, got {type(prompt).__name__}")
+                raise TypeError(f"prompt must be a PromptEmbedding (see encode_prompt), a list of them or None, got {type(prompt).__name__}")
             tokens = prompt.tokens
-            batch = (features.high if features.high is not None else features.guide.image).shape[0]
             if tokens.ndim != 3 or tokens.shape[-1] != self.config.ref_dim or tokens.shape[0] not in (1, batch):
                 raise ValueError(f"prompt tokens must be [1 or {batch}, N, {self.config.ref_dim}], got {tuple(tokens.shape)}")
             tokens = tokens.to(device=self.device, dtype=self.dtype)
+            colour = prompt.colour
         feats = None if features.high is None else {"high_feature": features.high, "f_feature": features.f}
         guide = features.guide
         if self.config.appearance_route and guide is None:
             raise ValueError("these features carry no guide image: make them with this editor's encode_features")
-        colour = None if prompt is None or prompt.colour is None else prompt.colour.to(device=self.device, dtype=self.dtype)
+        colour = None if colour is None else colour.to(device=self.device, dtype=self.dtype)
         with self._inference():
             if guide is None:
-                return Planes(self.net.planes(feats, None, None, tokens)[0])
-            return Planes(*self.net.planes(feats, guide.image, guide.label, tokens, colour))
+                return Planes(self.net.planes(feats, None, None, tokens, mask=mask)[0])
+            return Planes(*self.net.planes(feats, guide.image, guide.label, tokens, colour, mask))
 
     def encode(self, image: Tensor, prompt: PromptEmbedding | None = None, camera: Camera | Tensor | None = None) -> Planes:
         """Image [B, 3, C, C] in [-1, 1] (+ prompt) -> triplane: `fuse(encode_features(image, camera), prompt)`."""
         return self.fuse(self.encode_features(image, camera), prompt)
 
     @staticmethod
-    def _labels(camera: Camera | Tensor) -> Tensor:
-        """A Camera or [B, 25] / [25] label -> finite float32 [B, 25]."""
+    def _labels(camera: Camera | Tensor | Sequence[Camera | Tensor]) -> Tensor:
+        """A Camera or [B, 25] / [25] label, or a list of them (one per sample) -> finite float32 [B, 25]."""
+        if isinstance(camera, (list, tuple)):
+            if not camera:
+                raise ValueError("empty list of cameras")
+            return torch.cat([Editor._labels(c) for c in camera])
         label = camera.label if isinstance(camera, Camera) else camera
         if not isinstance(label, Tensor):
             raise TypeError(f"camera must be a Camera or a [B, 25] tensor, got {type(camera).__name__}")
@@ -364,17 +415,38 @@ class Editor:
             # another kind of tensor (a recompile); 25 floats per camera
             return self.net.renderer(p, label.clone(), deterministic=deterministic, guide=guide)
 
-    def render_image(self, planes: Planes, camera: Camera | Tensor) -> Tensor:
+    def render_image(self, planes: Planes, camera: Camera | Tensor | Sequence[Camera | Tensor]) -> Tensor:
         """Only the image of `render` (deterministic), for front ends that show nothing else. At the
         input camera of the appearance route that is the edited input itself (guide.input_view_image),
-        so the volume rendering and super-resolution are skipped: paste mode's common case."""
+        so the volume rendering and super-resolution are skipped: paste mode's common case.
+
+        B plane sets with B cameras (e.g. `Planes.cat` of several streams') may mix the two: the
+        samples at their own input camera are pasted, the others volume-rendered (they need geometry)."""
         guide = planes.guide if isinstance(planes, Planes) else None
-        if guide is not None:
-            label = self._labels(camera).to(self.device)
-            if same_camera(label, guide.label.to(self.device)):
-                with self._inference():
-                    return input_view_image(guide)
-        return self.render(planes, camera, deterministic=True).image
+        if guide is None:
+            return self.render(planes, camera, deterministic=True).image
+        label = self._labels(camera).to(self.device)
+        at_input = (label == guide.label.to(self.device)).all(1) if label.shape == guide.label.shape else label.new_zeros(1, dtype=torch.bool)
+        if bool(at_input.all()):
+            with self._inference():
+                return input_view_image(guide)
+        if not bool(at_input.any()):
+            return self.render(planes, label, deterministic=True).image
+        pasted, rendered = at_input.nonzero()[:, 0], (~at_input).nonzero()[:, 0]
+        with self._inference():
+            image = input_view_image(self._take(planes, pasted).guide)
+        image = torch.cat([image, self.render(self._take(planes, rendered), label[rendered], deterministic=True).image])
+        return image[torch.cat([pasted, rendered]).argsort()]
+
+    @staticmethod
+    def _take(planes: Planes, index: Tensor) -> Planes:
+        """The samples `index` of a batch of planes (and its guide), as inference tensors like
+        the rest (a compiled renderer is guarded on the kind of tensor)."""
+        with torch.inference_mode():
+            guide = planes.guide
+            if guide is not None:
+                guide = Guide(*(None if t is None else t[index.to(t.device)] for t in (guide.image, guide.label, guide.edit)))
+            return Planes(None if planes.tensor is None else planes.tensor[index.to(planes.tensor.device)], guide)
 
     @staticmethod
     def postprocess(image: Tensor) -> np.ndarray:

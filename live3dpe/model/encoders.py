@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .layers import MiTStage, OverlapPatchEmbed, check_image_batch, tokens_to_grid
+from .layers import MiTStage, OverlapPatchEmbed, check_image_batch, key_padding_mask, tokens_to_grid
 
 # Coordinate channels appended to RGB: raw row and column indices (not normalised), as in the official code.
 COORD_CHANNELS = 2
@@ -154,19 +154,22 @@ class PromptCrossAttention(nn.Module):
         """[B, C_high, h, w] -> (Q [B, (h/4)*(w/4), ref_dim], (h/4, w/4))."""
         return self.patch_embed(self.pre_conv(high_feature))
 
-    def attend(self, query: Tensor, hw: tuple[int, int], prompt_tokens: Tensor) -> Tensor:
-        """Q [B, L, d], prompt [B or 1, N, d] -> [B, C_high, 4 hw[0], 4 hw[1]]."""
+    def attend(self, query: Tensor, hw: tuple[int, int], prompt_tokens: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        """Q [B, L, d], prompt [B or 1, N, d] -> [B, C_high, 4 hw[0], 4 hw[1]].
+
+        attn_mask: boolean [B or 1, 1, N] over the keys (`layers.key_padding_mask`), so prompts
+        padded to one token count share a batch; None = every token is real."""
         if prompt_tokens.ndim != 3 or prompt_tokens.shape[-1] != self.ref_dim:
             raise ValueError(f"prompt_tokens must be [B, N, {self.ref_dim}], got shape {tuple(prompt_tokens.shape)}")
         if prompt_tokens.shape[0] not in (1, query.shape[0]):
             raise ValueError(f"prompt batch {prompt_tokens.shape[0]} does not match image batch {query.shape[0]}")
         kv = prompt_tokens.to(query.dtype).expand(query.shape[0], -1, -1)
-        out = F.scaled_dot_product_attention(query, kv, kv)
+        out = F.scaled_dot_product_attention(query, kv, kv, attn_mask=attn_mask)
         out = F.pixel_shuffle(tokens_to_grid(out, *hw), 2)
         return F.pixel_shuffle(self.proj_tail(out), 2)
 
-    def forward(self, high_feature: Tensor, prompt_tokens: Tensor) -> Tensor:
-        return self.attend(*self.query(high_feature), prompt_tokens)
+    def forward(self, high_feature: Tensor, prompt_tokens: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        return self.attend(*self.query(high_feature), prompt_tokens, attn_mask)
 
 
 class FusionDecoder(nn.Module):
@@ -231,7 +234,7 @@ class TriplaneEncoder(nn.Module):
         x = append_pixel_coordinates(image) if image.shape[1] == 3 else image
         return {**self.elow(x), "high_feature": self.ehigh(x)}
 
-    def _fuse(self, features: dict[str, Tensor], prompt_tokens: Tensor | None) -> dict[str, Tensor]:
+    def _fuse(self, features: dict[str, Tensor], prompt_tokens: Tensor | None, prompt_mask: Tensor | None = None) -> dict[str, Tensor]:
         missing = [k for k in ("f_feature", "high_feature") if k not in features]
         if missing:
             raise KeyError(f"features lack {missing}; pass the dict returned by encode_features")
@@ -241,14 +244,22 @@ class TriplaneEncoder(nn.Module):
             if self.cross_attention is None:
                 raise ValueError(f"preset {self.cfg.name!r} takes the prompt through its appearance editor, not the triplane encoder")
             query, hw = self.cross_attention.query(edit)
-            edit = self.cross_attention.attend(query, hw, prompt_tokens)
+            if prompt_mask is None:
+                edit = self.cross_attention.attend(query, hw, prompt_tokens)
+            else:
+                attn_mask, present = key_padding_mask(prompt_mask, edit.shape[0], prompt_tokens.shape[1])
+                # a sample without prompt tokens takes the prompt-free path: E_high's features go straight to E_t
+                edit = torch.where(present.view(-1, 1, 1, 1), self.cross_attention.attend(query, hw, prompt_tokens, attn_mask), edit)
             out.update(ref_query_tokens=query, cross_attn_out=edit)
         out["triplane"] = self.fusion(edit, features["f_feature"])
         return out
 
-    def fuse(self, features: dict[str, Tensor], prompt_tokens: Tensor | None = None) -> Tensor:
-        """Prior features (+ prompt tokens [B or 1, N, ref_dim]) -> triplane [B, 3C, S/2, S/2]."""
-        return self._fuse(features, prompt_tokens)["triplane"]
+    def fuse(self, features: dict[str, Tensor], prompt_tokens: Tensor | None = None, prompt_mask: Tensor | None = None) -> Tensor:
+        """Prior features (+ prompt tokens [B or 1, N, ref_dim]) -> triplane [B, 3C, S/2, S/2].
+
+        prompt_mask: [B or 1, N] bool, True = a real token (prompts padded to one length share a
+        batch); a sample with no real token is fused without prompt. None: every token is real."""
+        return self._fuse(features, prompt_tokens, prompt_mask)["triplane"]
 
     def trace(self, image: Tensor, prompt_tokens: Tensor | None = None) -> dict[str, Tensor]:
         """Every intermediate of one forward pass: the prior features, `ref_query_tokens` and

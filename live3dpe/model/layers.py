@@ -195,6 +195,20 @@ class ViTBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def key_padding_mask(key_mask: Tensor, batch: int, keys: int) -> tuple[Tensor, Tensor]:
+    """A batch's prompt-token mask [B or 1, N] (True = a real token) -> the SDPA boolean mask
+    [B or 1, 1, N] over the keys, and which samples have a prompt at all [B or 1].
+
+    Padded keys get exactly zero attention weight, so a prompt padded to a longer batch's token
+    count attends as it does alone (Eq. 2's softmax runs over its own tokens only). A sample with no
+    real token would have an all -inf row (NaN): it attends to every key instead, and the caller
+    replaces its result by the prompt-free path's."""
+    if key_mask.dtype != torch.bool or key_mask.ndim != 2 or key_mask.shape[0] not in (1, batch) or key_mask.shape[1] != keys:
+        raise ValueError(f"prompt mask must be bool [1 or {batch}, {keys}], got {key_mask.dtype} {tuple(key_mask.shape)}")
+    present = key_mask.any(1)
+    return (key_mask | ~present[:, None])[:, None, :], present
+
+
 def check_image_batch(x: Tensor, name: str, channels: tuple[int, ...], size: int) -> None:
     """Raise ValueError unless x is a finite float [B, C, size, size] with C in `channels`."""
     if not isinstance(x, Tensor):

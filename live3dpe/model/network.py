@@ -44,15 +44,24 @@ class EditorNet(nn.Module):
         self.appearance = AppearanceEditor(cfg) if cfg.appearance_route else None
 
     def planes(
-        self, features: dict[str, Tensor] | None, image: Tensor, label: Tensor, tokens: Tensor | None = None, colour: Tensor | None = None
+        self,
+        features: dict[str, Tensor] | None,
+        image: Tensor,
+        label: Tensor,
+        tokens: Tensor | None = None,
+        colour: Tensor | None = None,
+        mask: Tensor | None = None,
     ) -> tuple[Tensor | None, Guide | None]:
         """Prior features (+ prompt tokens, + an image prompt's colour) -> triplane, and on the
         appearance route the input view's `Guide` (image [B, 3, G, G] seen by label [B, 25]) with
         the prompt's colour-transform field; the triplane is then always the prompt-free prior's
-        (None without `features`: the input camera's image needs no geometry)."""
+        (None without `features`: the input camera's image needs no geometry).
+
+        mask: [B, N] bool over the tokens, True = real (a batch of padded prompts, `PromptBatch`);
+        a sample with none is processed as without prompt."""
         if self.appearance is None:
-            return self.encoder.fuse(features, tokens), None
-        edit = None if tokens is None else self.appearance(to_input_resolution(image, self.cfg.input_resolution), tokens, colour)
+            return self.encoder.fuse(features, tokens, mask), None
+        edit = None if tokens is None else self.appearance(to_input_resolution(image, self.cfg.input_resolution), tokens, colour, mask)
         return (None if features is None else self.encoder.fuse(features, None)), Guide(image, label, edit)
 
     def forward(

@@ -70,8 +70,12 @@ def render_rays(
         raise ValueError(f"origins and dirs must both be [B, M, 3], got {tuple(origins.shape)}, {tuple(dirs.shape)}")
     B, M, _ = origins.shape
     per_ray = max(render.coarse_samples, render.fine_samples)
-    chunk = max(1, max_points // (B * per_ray))
-    parts = [_render_chunk(field, origins[:, i : i + chunk], dirs[:, i : i + chunk], render, deterministic, generator) for i in range(0, M, chunk)]
+    if B * M * per_ray <= max_points:
+        # one pass; tested as a bound, so a graph compiled for a dynamic batch holds for every batch that fits
+        parts = [_render_chunk(field, origins, dirs, render, deterministic, generator)]
+    else:
+        chunk = max(1, max_points // (B * per_ray))
+        parts = [_render_chunk(field, origins[:, i : i + chunk], dirs[:, i : i + chunk], render, deterministic, generator) for i in range(0, M, chunk)]
     rgb, depth, weights = (torch.cat([p[k] for p in parts], 1) for k in range(3))
     t_min = torch.stack([p[3].min() for p in parts]).min()
     t_max = torch.stack([p[3].max() for p in parts]).max()
