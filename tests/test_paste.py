@@ -17,7 +17,7 @@ from live3dpe.pose.paste import (
     MASK_SIZE,
     contour_in_crop,
     contour_mask,
-    mask_support,
+    face_box,
     paste_face,
     pose_weight,
     seam_gain,
@@ -170,18 +170,18 @@ def test_seam_gain_is_clamped_and_neutral_without_a_band():
 
 
 @pytest.mark.parametrize("size", [96, 256, 512])
-@pytest.mark.parametrize("shift", [0.0, 70.0])  # a face whose mask runs off the crop's edge
-def test_mask_support_holds_the_whole_resized_mask(size, shift):
-    """The colour gain is applied only inside this box: nothing the mask lets through is outside it."""
+@pytest.mark.parametrize("shift", [0.0, 0.3])  # crop widths; 0.3: the face runs off the crop's edge
+def test_face_box_holds_the_whole_mask(size, shift):
+    """Only this square of the face is pasted: the mask is zero outside it, and it leaves out much of the crop."""
     obs = _observation()
-    A = scale_affine(obs.crop_affine.astype(np.float64), MASK_SIZE / obs.crop_size)
-    m = contour_mask(contour_in_crop(obs.landmarks, A) + [shift, 0.0], MASK_SIZE)
-    x, y, w, h = mask_support(m, size)
-    resized = cv2.resize(m.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    A = scale_affine(obs.crop_affine.astype(np.float64), size / obs.crop_size)
+    oval = contour_in_crop(obs.landmarks, A) + [shift * size, 0.0]
+    x, y, side = face_box(oval, size)
+    assert 0 <= x and 0 <= y and x + side <= size and y + side <= size
     inside = np.zeros((size, size), bool)
-    inside[y : y + h, x : x + w] = True
-    assert (resized[~inside] == 0).all()
-    assert 0.2 < inside.mean() < 0.7  # and it is much smaller than the crop
+    inside[y : y + side, x : x + side] = True
+    assert (contour_mask(oval, size)[~inside] == 0).all()
+    assert inside.mean() < 0.8
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,8 @@ FACE_OVAL = np.array(
 )  # fmt: skip
 SUBPIXEL_BITS = 4  # fillPoly's fractional bits: the contour moves smoothly, not in whole pixels
 SEAM_LEVELS = (5, 250)  # uint8 mask values between which both images show: the seam band
-# Side of the mask and of the seam colour statistics: both are smooth, so they are made on a
-# small crop (the face itself stays at full size; `paste_back` resizes the mask to it).
+# Crop side at which the mask and the seam colour statistics are made: both are smooth, so a
+# small grid does (the face itself stays at full size; `paste_back` resizes the mask to it).
 MASK_SIZE = 128
 
 
@@ -44,6 +44,25 @@ def contour_in_crop(landmarks: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return np.asarray(landmarks, np.float64)[FACE_OVAL, :2] @ A[:, :2].T + A[:, 2]
 
 
+def signed_area(polygon: np.ndarray) -> float:
+    """Shoelace area of a closed polygon [N, 2]; positive when its interior is on the left of each edge."""
+    x, y = polygon[:, 0], polygon[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+
+
+def face_box(contour: np.ndarray, size: int, feather: float = 0.025, pad: float = 2.0) -> tuple[int, int, int]:
+    """Square (x0, y0, side) in a `size`-px crop holding all of `contour_mask(contour, ...)`: the
+    contour's box grown by the blur's reach (3 sigma) and `pad` px, squared, kept inside the crop.
+    Pasting only this square skips warping the render's background around it (a quarter of an
+    aligned crop)."""
+    p = np.asarray(contour, np.float64)
+    reach = 3 * feather * np.sqrt(abs(signed_area(p))) + pad
+    lo, hi = p.min(0) - reach, p.max(0) + reach
+    side = int(np.clip(np.ceil((hi - lo).max()), 1, size))
+    x0, y0 = np.clip(np.round((lo + hi - side) / 2), 0, size - side).astype(int)
+    return int(x0), int(y0), side
+
+
 def contour_mask(contour: np.ndarray, size: int, feather: float = 0.025, erode: float = 0.05) -> np.ndarray:
     """Soft mask uint8[size, size] (255 = face) of the polygon `contour` [N, 2] in crop px.
 
@@ -55,8 +74,7 @@ def contour_mask(contour: np.ndarray, size: int, feather: float = 0.025, erode: 
     smooth enough for the two to agree.
     """
     p = np.asarray(contour, np.float64)
-    x, y = p[:, 0], p[:, 1]
-    area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))  # > 0: interior on the left
+    area = signed_area(p)
     m = np.zeros((size, size), np.uint8)
     face_size = np.sqrt(abs(area))
     if face_size < 1.0:
@@ -84,25 +102,10 @@ def seam_gain(face: np.ndarray, frame_crop: np.ndarray, band: np.ndarray, max_ga
     return np.clip((frame_mean + 1.0) / (face_mean + 1.0), 1.0 / max_gain, max_gain)
 
 
-def scale_channels(image: np.ndarray, gain: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """A copy of uint8 HxWx3 `image` with channel c multiplied by gain[c] (rounded, saturated)
-    inside `box` (x, y, w, h), the only part a mask lets through: the table lookup is the
-    costliest step of the colour match, so it skips the rest of the crop."""
-    lut = np.clip(np.arange(256.0)[:, None] * gain + 0.5, 0, 255).astype(np.uint8).reshape(256, 1, 3)
-    x, y, w, h = box
-    out = image.copy()
-    out[y : y + h, x : x + w] = cv2.LUT(image[y : y + h, x : x + w], lut)
-    return out
-
-
-def mask_support(mask: np.ndarray, size: int) -> tuple[int, int, int, int]:
-    """Box (x, y, w, h) in a `size`-px crop that holds every pixel `mask` (uint8, any square
-    size) is non-zero on once resized to `size` with linear interpolation."""
-    x, y, w, h = cv2.boundingRect(mask)
-    k = size / mask.shape[0]
-    x0, y0 = max(int(x * k - k) - 1, 0), max(int(y * k - k) - 1, 0)
-    x1, y1 = min(int((x + w) * k + k) + 2, size), min(int((y + h) * k + k) + 2, size)
-    return x0, y0, max(x1 - x0, 0), max(y1 - y0, 0)
+def scale_channels(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """uint8 HxWx3 with channel c multiplied by gain[c], rounded and saturated (one table lookup)."""
+    lut = np.clip(np.arange(256.0)[:, None] * gain + 0.5, 0, 255).astype(np.uint8)
+    return cv2.LUT(image, lut.reshape(256, 1, 3))
 
 
 def paste_face(
@@ -128,12 +131,19 @@ def paste_face(
     if weight == 0.0:
         return as_rgb(frame).copy()
     face = as_rgb(face_rgb)
-    n = min(MASK_SIZE, face.shape[0])
-    A = scale_affine(np.asarray(obs.crop_affine, np.float64), n / obs.crop_size)
-    m = contour_mask(contour_in_crop(obs.landmarks, A), n, feather, erode)
+    S = face.shape[0]
+    if face.shape[1] != S:
+        raise ValueError(f"face image must be square, got {face.shape[:2]}")
+    A = scale_affine(np.asarray(obs.crop_affine, np.float64), S / obs.crop_size)  # frame -> face px
+    k = max(S / MASK_SIZE, 1.0)  # face px per mask px
+    x0, y0, side = face_box(contour_in_crop(obs.landmarks, A), S, feather, pad=2 * k + 1)
+    box = A - [[0, 0, x0], [0, 0, y0]]  # frame -> px of the face's square
+    n = max(round(side / k), 1)
+    box_n = scale_affine(box, n / side)
+    m = contour_mask(contour_in_crop(obs.landmarks, box_n), n, feather, erode)
+    sub = face[y0 : y0 + side, x0 : x0 + side]
     if max_gain > 1.0:
-        small = cv2.resize(face, (n, n), interpolation=cv2.INTER_LINEAR)  # samples enough for a mean
-        gain = seam_gain(small, warp_crop(frame, A, n), cv2.inRange(m, *SEAM_LEVELS), max_gain)
-        face = scale_channels(face, gain, mask_support(m, face.shape[0]))
+        small = cv2.resize(sub, (n, n), interpolation=cv2.INTER_LINEAR)  # samples enough for a mean
+        sub = scale_channels(sub, seam_gain(small, warp_crop(frame, box_n, n), cv2.inRange(m, *SEAM_LEVELS), max_gain))
     alpha = m.astype(np.float32) * np.float32(weight / 255.0)
-    return paste_back(frame, face, obs.crop_affine, mask=alpha, crop_size=obs.crop_size)
+    return paste_back(frame, sub, box, mask=alpha, crop_size=side)
