@@ -80,7 +80,9 @@ def run_engine(editor, width: int, height: int, seconds: float, source_fps: floa
         "dropped": snap["dropped"],
         "faults": snap["faults"],
         "max_queue": max(q.high_water for q in engine.queues),
-        "in_flight": engine.in_flight if engine.latency == "low" else None,
+        "in_flight": engine.in_flight if engine.latency == "low" else None,  # the most; the tuner's choice and measurements:
+        "in_flight_chosen": engine.tuner.limit if engine.latency == "low" else None,
+        "in_flight_measured": {k: {"fps": fps, "latency_ms": lat_s * 1e3} for k, (fps, lat_s) in engine.tuner.measured.items()},
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
     }
@@ -233,16 +235,20 @@ def markdown(r: dict) -> str:
         for name in names:
             k = key_of(name)
             last = x[f"{k}_runs"][-1]
+            label = name
+            if name == "low":
+                label += " (in flight: " + ", ".join(str(run["in_flight_chosen"]) for run in x["low_runs"]) + ")"
             lines.append(
-                f"| {x['mode']} | {x['size']} | {name} | {x[f'{k}_fps']:.1f} | {x[f'{k}_latency_ms_p50']:.0f} / "
+                f"| {x['mode']} | {x['size']} | {label} | {x[f'{k}_fps']:.1f} | {x[f'{k}_latency_ms_p50']:.0f} / "
                 f"{x[f'{k}_latency_ms_p95']:.0f} | {x[f'{k}_cpu_ms_per_frame']:.0f} | {last.get('dropped', '-')} | "
                 + ", ".join(f"{run['loadavg_before'][0]:g}" for run in x[f"{k}_runs"]) + " |"
             )
     lines += [
         "",
-        "low: `Engine(latency=\"low\")`, at most one frame on its way per core, each admitted only when it can flow "
-        "through every stage without waiting, the newest captured frame (or the next one, when it is due sooner than "
-        "the newest is old). balanced: `latency=\"balanced\"`, every stage busy on its own frame, on-demand stages (a stage "
+        "low: `Engine(latency=\"low\")`, each frame admitted only when it can flow through every stage without waiting, "
+        "at most one per core on their way, the limit tuned while streaming (the most FPS per second of latency; "
+        "in flight: its choice at the end of each run), the newest captured frame (or the next one, when it is due "
+        "sooner than the newest is old). balanced: `latency=\"balanced\"`, every stage busy on its own frame, on-demand stages (a stage "
         "starts a frame only when the next one has taken its previous result, timed to finish just as the next one "
         "frees up). continuous: balanced with every stage always working on the newest frame (`on_demand=False`). "
         "All: live mode, encode (E_low, E_high), fuse (cross-attention, E_t, smoothing) and render in separate threads "

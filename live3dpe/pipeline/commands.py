@@ -87,8 +87,9 @@ def add_latency_arg(p: argparse.ArgumentParser) -> None:
 
     p.add_argument(
         "--latency", choices=LATENCIES, default="low",
-        help="low (default): each frame goes through alone or beside one other, for calls (benchmarks/results/"
-        "pipeline_latency.md); balanced: every stage busy on its own frame, more FPS for about twice the delay",
+        help="low (default, for calls): a frame starts only when it can go through without waiting, with as few "
+        "others on their way as pay in FPS; balanced: every stage busy on its own frame, a few more FPS for about "
+        "twice the delay (benchmarks/results/pipeline_latency.md)",
     )  # fmt: skip
 
 
