@@ -27,6 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--key", help="TLS private key (PEM) for HTTPS")
     serve.add_argument("--compile", action="store_true", help="torch.compile the model first (a 1.5-2x faster model on CPU, after a one-off compile)")
     add_latency_arg(serve)
+    serve.add_argument("--runner", choices=("shared", "per-peer"), default="shared",
+                       help="shared (default): one model runner batches the frames of all peers; per-peer: each peer calls the model on its own")
+    serve.add_argument("--batch-wait-ms", type=float, default=3.0, metavar="MS",
+                       help="how long the shared runner lets a frame wait for others to batch with (0..50, default 3)")
     serve.set_defaults(func=run_serve)
 
     ui = subparsers.add_parser(
@@ -72,10 +76,17 @@ def run_serve(args: argparse.Namespace) -> int:
     ctx = ssl_context(args.cert, args.key)
     if ctx is None and not is_loopback(args.host):
         log.warning("serving on %s without --cert/--key: browsers on other machines will refuse the camera", args.host)
+    if not 0 <= args.batch_wait_ms <= 50:
+        raise ValueError(f"--batch-wait-ms must be within 0..50, got {args.batch_wait_ms}")
     editor = load_editor(args)
+    model = editor
+    if args.runner == "shared":
+        from live3dpe.pipeline.batching import BatchingRunner
+
+        model = BatchingRunner(editor, max_batch=min(args.max_peers, 16), max_wait_ms=args.batch_wait_ms)
     initial = {"prompt_text": args.prompt} if args.prompt else None
     server = WebRTCServer(
-        lambda: build_stages(editor), max_peers=args.max_peers, initial_control=initial,
+        lambda: build_stages(model), max_peers=args.max_peers, initial_control=initial,
         known_styles=styles_payload(editor_known_styles(editor)),
         prompt_feedback=lambda text: prompt_feedback(editor, text), latency=args.latency,
     )  # fmt: skip

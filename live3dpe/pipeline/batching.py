@@ -1,0 +1,271 @@
+"""A model runner shared by many streams: requests of every stream are gathered into batches.
+
+Each stream's stages call `encode` / `fuse` / `render` as with the inline `ModelRunner`; the
+call hands a request to the runner's worker thread and waits for its own result. The worker
+takes the oldest request, gathers more of the same kind for up to `max_wait_ms` (or until
+`max_batch`), runs them as one batch (`Features.cat` → `Editor.fuse` with one prompt per
+sample → `Planes.split`, ...) and hands each caller its slice. Per-stream state (smoothing,
+prompt cache, track) stays in the streams' stages.
+
+A stream that stalls cannot stall the others: the worker never waits for a particular stream,
+a request whose caller gave up (`timeout_s`) is dropped before it is run, and a batch that
+fails is re-run one request at a time so only the bad request fails (that stream's frame
+passes through unedited; the engine logs it).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .runner import ModelRunner
+
+if TYPE_CHECKING:
+    from live3dpe.model.cameras import Camera
+    from live3dpe.model.editor import Editor
+    from live3dpe.model.types import Features, Planes, PromptEmbedding
+
+log = logging.getLogger(__name__)
+
+
+class RunnerTimeout(TimeoutError):
+    """The shared runner did not answer in time: this frame passes through, the stream goes on."""
+
+
+@dataclass(eq=False)
+class Request:
+    """One stream's request: `group` says which requests may share a batch."""
+
+    kind: str  # encode | fuse | render
+    group: tuple
+    args: tuple
+    expires: float  # monotonic seconds after which the caller no longer waits
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
+@dataclass
+class BatchStats:
+    """What the worker did, for benchmarks: batches run and requests in them, per kind."""
+
+    batches: dict[str, int] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)
+    expired: int = 0
+
+    def record(self, kind: str, size: int) -> None:
+        self.batches[kind] = self.batches.get(kind, 0) + 1
+        self.requests[kind] = self.requests.get(kind, 0) + size
+
+    def mean_batch(self) -> dict[str, float]:
+        return {k: self.requests[k] / n for k, n in self.batches.items()}
+
+
+class BatchingRunner(ModelRunner):
+    """One per device, shared by all streams; same methods as the inline `ModelRunner`.
+
+    max_batch: the most requests per batch; max_wait_ms: how long the oldest request may wait
+    for company; timeout_s: how long a caller waits before its frame is given up;
+    worker_threads: torch CPU threads of the worker (default: all cores); cpu_threads: torch
+    threads of the callers' own small tensor work (smoothing)."""
+
+    def __init__(
+        self,
+        editor: Editor,
+        *,
+        max_batch: int = 8,
+        max_wait_ms: float = 3.0,
+        timeout_s: float = 2.0,
+        worker_threads: int | None = None,
+        cpu_threads: int = 1,
+    ) -> None:
+        if not 1 <= max_batch <= 64:
+            raise ValueError(f"max_batch must be within 1..64, got {max_batch}")
+        if not 0 <= max_wait_ms <= 1000:
+            raise ValueError(f"max_wait_ms must be within 0..1000, got {max_wait_ms}")
+        super().__init__(editor, cpu_threads)
+        self.max_batch, self.max_wait_s, self.timeout_s = max_batch, max_wait_ms / 1e3, timeout_s
+        self.worker_threads = worker_threads or os.cpu_count() or 1
+        self.stats = BatchStats()
+        self._inbox: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self._pending: list[Request] = []  # taken from the inbox, waiting for a batch of their group
+        self._closed = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="live3dpe-runner", daemon=True)
+        self._worker.start()
+
+    def close(self) -> None:
+        """Stop the worker; waiting callers get `RunnerTimeout` at once."""
+        self._closed.set()
+        self._inbox.put(None)
+        self._worker.join(timeout=5)
+
+    # requests (called from the streams' stage threads) --------------------------------------
+    def encode(self, crop: np.ndarray, camera: Camera, geometry: bool = True) -> Features:
+        return self._call("encode", crop, camera, geometry)
+
+    def fuse(self, features: Features, prompt: PromptEmbedding | None) -> Planes:
+        return self._call("fuse", features, prompt)
+
+    def render(self, planes: Planes, camera: Camera) -> np.ndarray:
+        return self._call("render", planes, camera)
+
+    def _call(self, kind: str, *args) -> Any:
+        if self._closed.is_set():
+            raise RunnerTimeout("the model runner is closed")
+        request = Request(kind, batch_group(kind, args), args, time.monotonic() + self.timeout_s)
+        self._inbox.put(request)
+        if not request.done.wait(self.timeout_s):
+            raise RunnerTimeout(f"no {kind} result within {self.timeout_s:g} s (the shared model is overloaded); frame skipped")
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    # the worker --------------------------------------------------------------------------------
+    def _work(self) -> None:
+        with self.running():
+            torch.set_num_threads(self.worker_threads)
+            while not self._closed.is_set():
+                batch = self._next_batch()
+                if batch:
+                    self._run(batch)
+        while True:  # callers still waiting in the inbox
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self._pending.append(item)
+        for request in self._pending:
+            request.finish(error=RunnerTimeout("the model runner closed"))
+
+    def _next_batch(self) -> list[Request]:
+        """The oldest request and up to max_batch - 1 more of its group, gathered for at most
+        max_wait after it arrived; expired requests are dropped on the way."""
+        if not self._pending and not self._take(block=True):
+            return []
+        first = self._pending[0]
+        deadline = time.monotonic() + self.max_wait_s
+        while len(self._group(first)) < self.max_batch:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._take(block=True, timeout=left):
+                break
+        batch = self._group(first)[: self.max_batch]
+        self._pending = [r for r in self._pending if r not in batch]
+        now = time.monotonic()
+        live = [r for r in batch if r.expires > now]
+        for r in batch:
+            if r.expires <= now:
+                self.stats.expired += 1
+                r.finish(error=RunnerTimeout("expired before it was run"))
+        return live
+
+    def _group(self, first: Request) -> list[Request]:
+        return [r for r in self._pending if r.group == first.group]
+
+    def _take(self, block: bool, timeout: float | None = None) -> bool:
+        """Move one request from the inbox to `_pending` (and any others already there)."""
+        try:
+            item = self._inbox.get(block=block, timeout=timeout)
+        except queue.Empty:
+            return False
+        if item is None:
+            return False
+        self._pending.append(item)
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return True
+            if item is not None:
+                self._pending.append(item)
+
+    def _run(self, batch: list[Request]) -> None:
+        kind = batch[0].kind
+        batched = BATCHED[kind]
+
+        def run(items: Sequence[tuple]) -> list:
+            results = batched(self.editor, items)
+            self._synchronize()
+            self.stats.record(kind, len(items))
+            return results
+
+        for r, result in zip(batch, run_isolated(run, [r.args for r in batch]), strict=True):
+            if isinstance(result, BaseException):
+                r.finish(error=result)
+            else:
+                r.finish(result)
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+
+
+# The batched model calls: each takes the per-request argument tuples of one group (`batch_group`)
+# and returns one result per request. `BatchingRunner` and the Ray Serve deployment both use them.
+def batch_group(kind: str, args: tuple) -> tuple:
+    """Which requests may share a batch: same kind, and tensors present in the same places."""
+    if kind == "encode":
+        crop, _, geometry = args
+        return kind, geometry, crop.shape
+    if kind == "fuse":
+        features = args[0]
+        return kind, features.high is None, features.guide is None
+    planes = args[0]
+    return kind, planes.tensor is None, planes.guide is None
+
+
+def batched_encode(editor: Editor, items: Sequence[tuple[np.ndarray, Camera, bool]]) -> list[Features]:
+    """(crop, camera, geometry) each -> their features, one `encode_features` call."""
+    crops, cameras, geometry = zip(*items)
+    x = editor.preprocess(np.stack(crops))
+    features = editor.encode_features(x, [c.to(editor.device) for c in cameras], geometry=geometry[0])
+    return features.split() if len(items) > 1 else [features]
+
+
+def batched_fuse(editor: Editor, items: Sequence[tuple[Features, PromptEmbedding | None]]) -> list[Planes]:
+    """(features, prompt) each -> their planes, one `fuse` call with one prompt per sample."""
+    from live3dpe.model.types import Features
+
+    features, prompts = zip(*items)
+    if len(items) == 1:
+        return [editor.fuse(features[0], prompts[0])]
+    return editor.fuse(Features.cat(features), list(prompts)).split()
+
+
+def batched_render(editor: Editor, items: Sequence[tuple[Planes, Camera]]) -> list[np.ndarray]:
+    """(planes, camera) each -> their face image uint8 [S, S, 3], one `render_image` call."""
+    from live3dpe.model.types import Planes
+
+    planes, cameras = zip(*items)
+    merged = planes[0] if len(items) == 1 else Planes.cat(planes)
+    images = editor.postprocess(editor.render_image(merged, [c.to(editor.device) for c in cameras]))
+    return [np.asarray(image) for image in images]
+
+
+BATCHED: dict[str, Callable[[Editor, Sequence[tuple]], list]] = {
+    "encode": batched_encode, "fuse": batched_fuse, "render": batched_render,
+}  # fmt: skip
+
+
+def run_isolated(run: Callable[[Sequence[tuple]], list], items: Sequence[tuple]) -> list:
+    """`run(items)` as one batch; when that fails, each item alone, so only a bad request fails:
+    its place in the results then holds its exception."""
+    try:
+        return run(items)
+    except Exception as err:
+        if len(items) == 1:
+            return [err]
+        log.debug("a batch of %d failed (%s); running its requests one by one", len(items), err)
+        return [run_isolated(run, [item])[0] for item in items]

@@ -1,0 +1,131 @@
+"""The shared batching runner: results match the inline runner's, and streams stay independent."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from live3dpe.model.cameras import Camera
+from live3dpe.model.editor import Editor
+from live3dpe.pipeline.batching import BatchingRunner, RunnerTimeout
+from live3dpe.pipeline.runner import ModelRunner
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module", params=["small", "tiny"])
+def editor(request) -> Editor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # random weights
+        return Editor.load(request.param)
+
+
+def crops(editor: Editor, n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    r = editor.crop_resolution
+    return [rng.integers(0, 255, (r, r, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def in_parallel(fn, n: int) -> list:
+    """fn(i) for i < n, each in its own thread started at once (as n streams would)."""
+    out: list = [None] * n
+    errors: list = []
+
+    def run(i: int) -> None:
+        try:
+            out[i] = fn(i)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+def test_batched_streams_get_what_each_would_alone(editor):
+    """Four streams at once: mixed prompts (text, image, none, different token counts), mixed
+    cameras, paste (input camera) and view (virtual camera) renders."""
+    n = 4
+    images = crops(editor, n)
+    cams = [Camera.from_yaw_pitch(math.radians(y), math.radians(p)) for y, p in ((0, 0), (12, -4), (-20, 5), (8, 8))]
+    inline = ModelRunner(editor, cpu_threads=2)
+    prompts = [inline.encode_prompt("golden statue"), inline.encode_prompt(image=images[3]), None,
+               inline.encode_prompt("a very pale vampire with white hair and red eyes")]  # fmt: skip
+    views = [cams[0], Camera.from_yaw_pitch(0.3, 0.0), cams[2], Camera.from_yaw_pitch(-0.2, 0.1)]
+
+    def alone(i: int) -> np.ndarray:
+        planes = inline.fuse(inline.encode(images[i], cams[i], geometry=True), prompts[i])
+        return inline.render(planes, views[i])
+
+    expected = [alone(i) for i in range(n)]
+    runner = BatchingRunner(editor, max_batch=n, max_wait_ms=200)
+    try:
+
+        def stream(i: int) -> np.ndarray:
+            planes = runner.fuse(runner.encode(images[i], cams[i], geometry=True), prompts[i])
+            return runner.render(planes, views[i])
+
+        got = in_parallel(stream, n)
+        assert max(runner.stats.mean_batch().values()) > 1  # they really shared batches
+    finally:
+        runner.close()
+    for e, g in zip(expected, got):
+        assert np.abs(e.astype(int) - g.astype(int)).max() <= 2
+
+
+def test_a_failing_request_fails_alone(editor):
+    runner = BatchingRunner(editor, max_batch=4, max_wait_ms=200, timeout_s=5)
+    try:
+        from live3dpe.model.types import PromptEmbedding
+
+        images = crops(editor, 3)
+        features = [ModelRunner(editor).encode(image, Camera.frontal()) for image in images]
+        bad = PromptEmbedding(torch.zeros(1, 3, editor.config.ref_dim + 1), "text", "wrong width")
+
+        def stream(i: int):
+            try:
+                return runner.fuse(features[i], bad if i == 1 else None)
+            except ValueError as err:
+                return err
+
+        out = in_parallel(stream, 3)
+        assert isinstance(out[1], ValueError) and out[0] is not None and out[2] is not None
+        assert not isinstance(out[0], Exception) and not isinstance(out[2], Exception)
+    finally:
+        runner.close()
+
+
+def test_a_stalled_stream_does_not_hold_up_the_others(editor):
+    """Stream A stops (its thread blocks) between requests; stream B keeps getting results at its
+    own pace, and a request whose caller gave up is never run."""
+    runner = BatchingRunner(editor, max_batch=4, max_wait_ms=5, timeout_s=1.0)
+    image = crops(editor, 1)[0]
+    try:
+        stall = threading.Event()
+
+        def stream_a() -> None:
+            runner.encode(image, Camera.frontal(), geometry=runner.needs_geometry("paste"))
+            stall.wait(10)  # stuck (e.g. its sink blocks)
+
+        a = threading.Thread(target=stream_a)
+        a.start()
+        t0 = time.monotonic()
+        for _ in range(5):
+            runner.encode(image, Camera.frontal(), geometry=runner.needs_geometry("paste"))
+        assert time.monotonic() - t0 < 3.0
+        stall.set()
+        a.join()
+    finally:
+        runner.close()
+    with pytest.raises(RunnerTimeout):
+        runner.encode(image, Camera.frontal())
