@@ -250,8 +250,8 @@ def markdown(r: dict) -> str:
         "in flight: its choice at the end of each run), the newest captured frame (or the next one, when it is due "
         "sooner than the newest is old). balanced: `latency=\"balanced\"`, every stage busy on its own frame, on-demand stages (a stage "
         "starts a frame only when the next one has taken its previous result, timed to finish just as the next one "
-        "frees up). continuous: balanced with every stage always working on the newest frame (`on_demand=False`). "
-        "All: live mode, encode (E_low, E_high), fuse (cross-attention, E_t, smoothing) and render in separate threads "
+        "frees up)." + (" continuous: balanced with every stage always working on the newest frame (`on_demand=False`)."
+                        if "continuous" in names else "") + " All: live mode, encode (E_low, E_high), fuse (cross-attention, E_t, smoothing) and render in separate threads "
         "with max(1, cores // 3) torch threads each on CPU. Naive: one frame at a time through the same stages, with "
         "its best torch thread count (per run, in the JSON); its latency starts when it asks for a frame (no frame "
         "age), the engine's when the frame is captured. CPU ms per frame: all threads of the process.",

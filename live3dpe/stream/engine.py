@@ -22,8 +22,9 @@ waiting behind the frames ahead of it; the stages after it take frames as they c
 latency is then about the sum of the stage times of a frame running alone. The limit
 (`InFlightTuner`, at most `in_flight`, default one per core) is tuned while streaming to the
 most frames per second per second of latency: a second frame on its way pays only while a core
-is free for it, which a video call sharing the machine changes (measured under other load:
-overlapping frames by a quarter, half or all of a frame time bought no FPS for +11 to +25 ms).
+is free for it, which a video call sharing the machine changes (measured on 2 cores busy with
+other work: letting frames overlap by a quarter to a whole frame time bought 2 to 18 % more FPS
+for 30 to 65 % more latency).
 Live, the first stage takes the newest captured frame, or waits for the next one when it is
 due sooner than the newest is old.
 
