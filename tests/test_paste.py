@@ -60,7 +60,7 @@ def _seam_band(obs, frame_shape, face_size: int) -> np.ndarray:
     """Frame pixels where paste_face's mask is strictly between 0 and 1."""
     n = min(MASK_SIZE, face_size)
     A = scale_affine(obs.crop_affine.astype(np.float64), n / obs.crop_size)
-    m = contour_mask(contour_in_crop(obs.landmarks, A), n).astype(np.float32) / 255
+    m = contour_mask(contour_in_crop(obs.landmarks, A), n)
     m = cv2.warpAffine(m, A, frame_shape[1::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     return (m > 0.05) & (m < 0.95)
 
@@ -103,7 +103,7 @@ def test_mask_scales_with_the_face():
     big = contour_mask(oval, MASK_SIZE)
     half = contour_mask(0.5 * oval - 0.25, MASK_SIZE // 2)  # the same crop at half size (pixel centres kept)
     assert 4 * half.sum(dtype=float) == pytest.approx(big.sum(dtype=float), rel=0.02)
-    seam = [np.count_nonzero(cv2.inRange(m, 5, 250)) for m in (big, half)]
+    seam = [np.count_nonzero((m > 0.02) & (m < 0.98)) for m in (big, half)]
     assert 4 * seam[1] == pytest.approx(seam[0], rel=0.15)  # twice the perimeter, twice the width
     np.testing.assert_array_equal(contour_mask(oval[::-1], MASK_SIZE), big)  # either winding insets inwards
 
@@ -181,7 +181,7 @@ def test_face_box_holds_the_whole_mask(size, shift):
     inside = np.zeros((size, size), bool)
     inside[y : y + side, x : x + side] = True
     assert (contour_mask(oval, size)[~inside] == 0).all()
-    assert inside.mean() < 0.8
+    assert inside.mean() < 0.85
 
 
 @pytest.mark.parametrize(
