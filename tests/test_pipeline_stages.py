@@ -190,3 +190,20 @@ def test_encode_stage_computes_geometry_only_when_a_virtual_view_needs_it():
     control.update(mode="paste")
     stage(work_for(control, obs))
     assert editor.geometry[-1] is True
+
+
+def test_paste_matches_colour_for_reconstructions_but_keeps_an_edit_s_colours():
+    """The seam colour match pulls exposure back to the frame's; an edit's recolouring must stay."""
+    from test_paste import _observation
+
+    obs = _observation()
+    frame = np.full((480, 640, 3), (190, 140, 115), np.uint8)
+    gold = np.full((256, 256, 3), (230, 180, 40), np.uint8)
+    x, y = (int(v) for v in obs.landmarks[4, :2])  # the nose tip: well inside the face
+    outputs = {}
+    for prompt in (None, "golden statue"):
+        w = FaceWork(Frame(frame, 0, Fraction(1, 30)), Control(prompt_text=prompt).get(), obs=obs, face=gold)
+        Compose()(w)
+        outputs[prompt] = w.output[y, x].astype(int)
+    assert np.abs(outputs["golden statue"] - gold[0, 0]).max() <= 2  # the edit as rendered
+    assert np.abs(outputs[None] - frame[0, 0]).sum() < np.abs(gold[0, 0].astype(int) - frame[0, 0]).sum()

@@ -68,7 +68,8 @@ class Compose:
         if c.mode == "view" and edited:
             image = letterbox(work.face, *work.frame.size)
         else:
-            shown = paste(frame, work.face, work.obs) if edited else frame
+            unedited = c.prompt_text is None and c.prompt_image is None
+            shown = paste(frame, work.face, work.obs, match_colour=unedited) if edited else frame
             image = np.hstack([frame, shown]) if c.mode == "side-by-side" else shown
         if c.mirror:
             image = image[:, ::-1]
@@ -77,10 +78,11 @@ class Compose:
         work.output = image
 
 
-def paste(frame: np.ndarray, face: np.ndarray, obs: FaceObservation) -> np.ndarray:
+def paste(frame: np.ndarray, face: np.ndarray, obs: FaceObservation, match_colour: bool = True) -> np.ndarray:
     """The edited face (aligned like `obs`'s crop, any size) blended back into the frame inside
-    the observed face contour, colour-matched at the seam and faded out where the head turns
-    beyond the model's range (`pose.paste.paste_face`)."""
+    the observed face contour and faded out where the head turns beyond the model's range
+    (`pose.paste.paste_face`). `match_colour`: pull the render's exposure and white balance to
+    the frame's at the seam; only for reconstructions, since an edit recolours the face on purpose."""
     from live3dpe.pose.paste import paste_face
 
-    return paste_face(frame, face, obs)
+    return paste_face(frame, face, obs, max_gain=1.25 if match_colour else 1.0)
