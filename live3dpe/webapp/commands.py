@@ -31,6 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="shared (default): one model runner batches the frames of all peers; per-peer: each peer calls the model on its own")
     serve.add_argument("--batch-wait-ms", type=float, default=3.0, metavar="MS",
                        help="how long the shared runner lets a frame wait for others to batch with (0..50, default 3)")
+    serve.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="local (default): the model runs in this process; ray: on a Ray Serve deployment "
+                       "(pip install 'live3dpe[serve]'), this process only signals and streams")
+    serve.add_argument("--ray-address", default=None, metavar="ADDR",
+                       help="--backend ray: the Ray cluster to join ('auto': the one this node belongs to, or HEAD:6379); "
+                       "default: start a local Ray instance")
+    serve.add_argument("--replicas", type=int, default=1, metavar="N",
+                       help="--backend ray: model replicas (one GPU each when the cluster has GPUs; default 1)")
     serve.set_defaults(func=run_serve)
 
     ui = subparsers.add_parser(
@@ -78,22 +86,49 @@ def run_serve(args: argparse.Namespace) -> int:
         log.warning("serving on %s without --cert/--key: browsers on other machines will refuse the camera", args.host)
     if not 0 <= args.batch_wait_ms <= 50:
         raise ValueError(f"--batch-wait-ms must be within 0..50, got {args.batch_wait_ms}")
-    editor = load_editor(args)
-    model = editor
-    if args.runner == "shared":
-        from live3dpe.pipeline.batching import BatchingRunner
+    if args.backend == "ray":
+        editor, model = _ray_backend(args)
+    else:
+        if args.ray_address is not None or args.replicas != 1:
+            raise ValueError("--ray-address and --replicas need --backend ray")
+        editor = model = load_editor(args)
+        if args.runner == "shared":
+            from live3dpe.pipeline.batching import BatchingRunner
 
-        model = BatchingRunner(editor, max_batch=min(args.max_peers, 16), max_wait_ms=args.batch_wait_ms)
+            model = BatchingRunner(editor, max_batch=min(args.max_peers, 16), max_wait_ms=args.batch_wait_ms)
     initial = {"prompt_text": args.prompt} if args.prompt else None
-    server = WebRTCServer(
-        lambda: build_stages(model), max_peers=args.max_peers, initial_control=initial,
-        known_styles=styles_payload(editor_known_styles(editor)),
-        prompt_feedback=lambda text: prompt_feedback(editor, text), latency=args.latency,
-    )  # fmt: skip
-    scheme = "https" if ctx else "http"
-    print(f"live3dpe serve: open {scheme}://{args.host}:{args.port}/ (Ctrl+C to stop)")
-    web.run_app(server.app, host=args.host, port=args.port, ssl_context=ctx, print=None)
+    try:
+        server = WebRTCServer(
+            lambda: build_stages(model), max_peers=args.max_peers, initial_control=initial,
+            known_styles=styles_payload(editor_known_styles(editor)),
+            prompt_feedback=lambda text: prompt_feedback(editor, text), latency=args.latency,
+        )  # fmt: skip
+        scheme = "https" if ctx else "http"
+        print(f"live3dpe serve: open {scheme}://{args.host}:{args.port}/ (Ctrl+C to stop)")
+        web.run_app(server.app, host=args.host, port=args.port, ssl_context=ctx, print=None)
+    finally:
+        if args.backend == "ray":
+            model.close()
     return 0
+
+
+def _ray_backend(args: argparse.Namespace):
+    """The model as a Ray Serve deployment batching the frames of all peers, and the front end's
+    own copy on the CPU (prompts, known styles)."""
+    from live3dpe.pipeline.commands import load_editor
+
+    if args.runner != "shared":
+        raise ValueError("--runner per-peer needs --backend local: on Ray Serve the replicas batch all peers' frames")
+    try:
+        from live3dpe.pipeline.ray_backend import RayRunner
+    except ImportError as err:
+        raise RuntimeError(f"--backend ray needs Ray Serve: pip install 'live3dpe[serve]' ({err})") from None
+    editor = load_editor(argparse.Namespace(**{**vars(args), "device": "cpu", "compile": False}))
+    print("live3dpe serve: starting the Ray Serve deployment (a minute or so)", flush=True)
+    return editor, RayRunner.start(
+        args.checkpoint or "default", editor=editor, address=args.ray_address, replicas=args.replicas, device=args.device,
+        max_batch=min(args.max_peers, 16), batch_wait_ms=args.batch_wait_ms, compile=args.compile,
+    )  # fmt: skip
 
 
 def run_ui(args: argparse.Namespace) -> int:

@@ -1,0 +1,394 @@
+"""Scale-out on Ray Serve: the model runs as a Serve deployment; the front end calls its handle.
+
+`RayRunner` has the `ModelRunner` methods, so the stages do not know where the model runs: each
+`encode` / `fuse` / `render` is one call on the deployment handle, made from the stage's own
+thread (the aiohttp loop never waits on the model). `EditorDeployment` holds an `Editor` per
+replica (replicas spread over the GPUs and nodes of the cluster) and gathers the calls of all
+streams into batches with `@serve.batch`, through the same batched model calls as the in-process
+`BatchingRunner` (batching.py).
+
+Prompts are encoded in the front end: it holds the model on the CPU anyway (known styles, prompt
+feedback), a prompt changes rarely and is cached there for all streams, and its embedding (a few
+KB) then travels with each fuse call, so any replica can serve any frame.
+
+What crosses the process boundary is kept small and exact: numpy arrays, sent by value to the
+replica's gRPC server (`fast_handle`), and the guide image as the uint8 crop it was made from, not
+float32 (a quarter of the bytes; `Editor.preprocess` makes the same floats from it bit for bit).
+Outputs are those of the in-process runner.
+
+The Serve HTTP proxy is not started (handles only), so Serve opens no HTTP port. Ray's own ports
+(GCS, raylet, workers, the replicas' gRPC) listen on the node's interfaces, as Ray needs for a
+cluster; a local instance protects them with Ray's token authentication (the default for local
+instances from Ray 2.59), a cluster with RAY_AUTH_MODE=token on every node (README).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import weakref
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import ray
+import torch
+from ray import serve
+
+from .batching import BATCHED, RunnerTimeout, batch_group, run_isolated
+from .runner import ModelRunner
+
+if TYPE_CHECKING:
+    from ray.serve.handle import DeploymentHandle
+
+    from live3dpe.model.cameras import Camera
+    from live3dpe.model.editor import Editor
+    from live3dpe.model.types import Features, Guide, Planes, PromptEmbedding
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "live3dpe"
+
+# What travels: plain tuples of numpy arrays (None for an absent tensor) and strings.
+Wire = tuple
+
+
+class WireFormat:
+    """Features, planes, prompts and cameras as numpy tuples and back, on `editor`'s device.
+
+    A guide's image travels as the uint8 pixels it was made from (`Editor.preprocess` makes the
+    same floats from them, bit for bit): a quarter of the bytes, and no conversion for an image
+    this side unpacked itself, whose pixels it remembers (by the tensor's identity, while it
+    lives). Any other image is converted, checked, and sent as floats when it has no pixels."""
+
+    def __init__(self, editor: Editor) -> None:
+        self.editor = editor
+        self._pixels: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+
+    # guides ------------------------------------------------------------------------------------
+    def remember(self, image: torch.Tensor, pixels: np.ndarray) -> None:
+        """`image` is `Editor.preprocess(pixels)`."""
+        key = id(image)
+        self._pixels[key] = (weakref.ref(image, lambda _: self._pixels.pop(key, None)), pixels)
+
+    def pixels(self, image: torch.Tensor) -> np.ndarray | None:
+        """The uint8 pixels [B, G, G, 3] `image` [B, 3, G, G] was made from, None when it was not."""
+        pixels = self._remembered(image)
+        return self._convert(image) if pixels is None else pixels
+
+    def pixels_of(self, guided: Features | Planes) -> np.ndarray | None:
+        """The pixels of a guide this side unpacked (None: no guide, or not unpacked here)."""
+        return None if guided.guide is None else self._remembered(guided.guide.image)
+
+    def _remembered(self, image: torch.Tensor) -> np.ndarray | None:
+        entry = self._pixels.get(id(image))
+        return entry[1] if entry is not None and entry[0]() is image else None
+
+    def _convert(self, image: torch.Tensor) -> np.ndarray | None:
+        pixels = ((image.detach().float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        pixels = pixels.cpu().numpy()
+        return pixels if torch.equal(self.editor.preprocess(pixels), image.to(self.editor.device)) else None
+
+    def pack_guide(self, guide: Guide | None, pixels: np.ndarray | None = None) -> Wire | None:
+        """pixels: what the guide's image was made from, when the caller knows."""
+        if guide is None:
+            return None
+        pixels = self.pixels(guide.image) if pixels is None else pixels
+        return (_array(guide.image) if pixels is None else pixels), _array(guide.label), _array(guide.edit)
+
+    def unpack_guide(self, wire: Wire | None) -> Guide | None:
+        from live3dpe.model.types import Guide
+
+        if wire is None:
+            return None
+        image, label, edit = wire
+        if image.dtype == np.uint8:
+            pixels = np.require(image, requirements="W")  # received arrays are read-only
+            image = self.editor.preprocess(pixels)
+            self.remember(image, pixels)
+        else:
+            image = self.tensor(image).contiguous(memory_format=self.editor.memory_format)
+        return Guide(image, self.tensor(label), self.tensor(edit))
+
+    # the rest ----------------------------------------------------------------------------------
+    def tensor(self, a: np.ndarray | None) -> torch.Tensor | None:
+        """A tensor on the editor's device from a received (read-only) array."""
+        return None if a is None else torch.from_numpy(np.require(a, requirements="W")).to(self.editor.device)
+
+    def pack_features(self, features: Features, pixels: np.ndarray | None = None) -> Wire:
+        return _array(features.high), _array(features.f), self.pack_guide(features.guide, pixels)
+
+    def unpack_features(self, wire: Wire) -> Features:
+        from live3dpe.model.types import Features
+
+        high, f, guide = wire
+        return Features(self.tensor(high), self.tensor(f), self.unpack_guide(guide))
+
+    def pack_planes(self, planes: Planes, pixels: np.ndarray | None = None) -> Wire:
+        return _array(planes.tensor), self.pack_guide(planes.guide, pixels)
+
+    def unpack_planes(self, wire: Wire) -> Planes:
+        from live3dpe.model.types import Planes
+
+        tensor, guide = wire
+        return Planes(self.tensor(tensor), self.unpack_guide(guide))
+
+    @staticmethod
+    def pack_prompt(prompt: PromptEmbedding | None) -> Wire | None:
+        return None if prompt is None else (_array(prompt.tokens), prompt.source, prompt.key, _array(prompt.colour))
+
+    def unpack_prompt(self, wire: Wire | None) -> PromptEmbedding | None:
+        from live3dpe.model.types import PromptEmbedding
+
+        if wire is None:
+            return None
+        tokens, source, key, colour = wire
+        return PromptEmbedding(self.tensor(tokens), source, key, self.tensor(colour))
+
+    def camera(self, label: np.ndarray) -> Camera:
+        from live3dpe.model.cameras import Camera
+
+        return Camera(self.tensor(label))
+
+
+def _array(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.detach().cpu().numpy()
+
+
+# the deployment (runs in each replica) ------------------------------------------------------------
+class EditorDeployment:
+    """One `Editor` per replica; `encode` / `fuse` / `render` of all streams gathered into batches.
+
+    Each kind runs in a thread of its own (like the in-process pipeline's stages), so a frame's
+    render overlaps the next frame's encode; `ModelRunner.running` gives each its torch threads
+    (CPU) or CUDA stream. A batch that fails is re-run one request at a time, so only the bad
+    request fails (`run_isolated`)."""
+
+    def __init__(self, checkpoint: str, device: str, weights_version: str, *, compile: bool = False,
+                 max_batch: int = 8, batch_wait_s: float = 0.003, cpu_threads: int | None = None) -> None:  # fmt: skip
+        from live3dpe.model.editor import Editor
+
+        editor = Editor.load(checkpoint, device=device)
+        if editor.weights_version != weights_version:
+            raise RuntimeError(
+                f"{checkpoint} on this node holds other weights ({editor.weights_version[:12]}) than the front end's "
+                f"({weights_version[:12]}): install the same checkpoint on every node"
+            )
+        self.runner, self.wire = ModelRunner(editor, cpu_threads), WireFormat(editor)
+        if compile:
+            editor.compile(threads=self.runner.cpu_threads)
+        self._threads = {kind: ThreadPoolExecutor(1, thread_name_prefix=f"live3dpe-{kind}") for kind in BATCHED}
+        for batched in (self._encode, self._fuse, self._render):
+            batched.set_max_batch_size(max_batch)
+            batched.set_batch_wait_timeout_s(batch_wait_s)
+
+    # the handle's methods: one request each ------------------------------------------------------
+    async def encode(self, crop: np.ndarray, label: np.ndarray, geometry: bool) -> Wire:
+        return _raised(await self._encode(crop, label, geometry))
+
+    async def fuse(self, features: Wire, prompt: Wire | None) -> Wire:
+        return _raised(await self._fuse(features, prompt))
+
+    async def render(self, planes: Wire, label: np.ndarray) -> np.ndarray:
+        return _raised(await self._render(planes, label))
+
+    # batches: a result's guide image is made from the pixels of its request's crop or guide ------
+    @serve.batch
+    async def _encode(self, crops: list[np.ndarray], labels: list[np.ndarray], geometry: list[bool]) -> list:
+        return await self._run("encode", list(zip(crops, labels, geometry)),
+                               lambda crop, label, g: (crop, self.wire.camera(label), g),
+                               lambda args, features: self.wire.pack_features(features, args[0][None]))  # fmt: skip
+
+    @serve.batch
+    async def _fuse(self, features: list[Wire], prompts: list[Wire | None]) -> list:
+        return await self._run("fuse", list(zip(features, prompts)),
+                               lambda f, p: (self.wire.unpack_features(f), self.wire.unpack_prompt(p)),
+                               lambda args, planes: self.wire.pack_planes(planes, self.wire.pixels_of(args[0])))  # fmt: skip
+
+    @serve.batch
+    async def _render(self, planes: list[Wire], labels: list[np.ndarray]) -> list:
+        return await self._run("render", list(zip(planes, labels)),
+                               lambda p, label: (self.wire.unpack_planes(p), self.wire.camera(label)),
+                               lambda args, image: image)  # fmt: skip
+
+    async def _run(self, kind: str, requests: list[tuple], unpack: Callable[..., tuple], pack: Callable[[tuple, Any], Any]) -> list:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads[kind], self._run_groups, kind, requests, unpack, pack)
+
+    def _run_groups(self, kind: str, requests: list[tuple], unpack: Callable[..., tuple], pack: Callable[[tuple, Any], Any]) -> list:
+        """The requests unpacked into model arguments, split into groups that can share a model
+        call (`batch_group`), each group run batched; results packed, or exceptions, in the order
+        of `requests`. All torch work of the replica happens here, in its kind's thread (a thread
+        without `running` would start a pool of torch threads that spin on the stages' cores)."""
+        batched, editor = BATCHED[kind], self.runner.editor
+        results: list[Any] = [None] * len(requests)
+        items: dict[int, tuple] = {}
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        with self.runner.running():
+            for i, request in enumerate(requests):
+                try:
+                    items[i] = unpack(*request)
+                    groups[batch_group(kind, items[i])].append(i)
+                except Exception as err:  # noqa: BLE001 - a malformed request fails alone
+                    results[i] = err
+            for index in groups.values():
+                out = run_isolated(lambda group: batched(editor, group), [items[i] for i in index])
+                for i, result in zip(index, out, strict=True):
+                    results[i] = result if isinstance(result, BaseException) else pack(items[i], result)
+        return results
+
+
+def _raised(result: Any) -> Any:
+    """A batch hands back a failed request's exception as its result: raise it for its caller."""
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def request_bytes(editor: Editor) -> int:
+    """About the largest request or response of one frame: planes and their guide (view mode)."""
+    cfg = editor.config
+    planes = cfg.triplane_channels * cfg.triplane_resolution**2 * 4
+    pixels = editor.crop_resolution**2 * 3
+    edit = 12 * (cfg.input_resolution // 4) ** 2 * 4  # appearance.py: 12 floats per pixel at R/4
+    return planes + pixels + edit
+
+
+def fast_handle(handle: DeploymentHandle, editor: Editor) -> DeploymentHandle:
+    """The handle sending requests by value straight to the replica's gRPC server, pickled, rather
+    than as Ray actor calls through the object store (measured on a loaded 2-core machine: a round
+    trip 7 instead of 12 ms, a frame 13 ms sooner). Serve's gRPC takes messages up to 4 MB, so a
+    model whose planes are larger (the paper preset's: 25 MB) keeps the default."""
+    if request_bytes(editor) > 3 << 20:
+        return handle
+    try:
+        return handle.options(_by_reference=False, request_serialization="pickle", response_serialization="pickle")
+    except TypeError:  # a Ray Serve without these options
+        return handle
+
+
+# the front end's runner -------------------------------------------------------------------------
+class RayRunner(ModelRunner):
+    """The `ModelRunner` of a front end whose model runs on Ray Serve (`start`).
+
+    `editor`: the front end's own copy of the model on the CPU, for prompts and what the stages
+    need to know (crop size, route); the replicas load the same weights. timeout_s: how long a
+    call waits for its result before the frame passes through unedited (`RunnerTimeout`)."""
+
+    def __init__(self, editor: Editor, handle: DeploymentHandle, *, timeout_s: float = 2.0, owns_ray: bool = False,
+                 app_name: str = APP_NAME) -> None:  # fmt: skip
+        super().__init__(editor, cpu_threads=1)  # the front end's own torch work is small (smoothing)
+        self.handle, self.timeout_s, self.wire = handle, timeout_s, WireFormat(editor)
+        self._owns_ray, self._app_name = owns_ray, app_name
+
+    @classmethod
+    def start(
+        cls,
+        checkpoint: str = "default",
+        *,
+        editor: Editor | None = None,
+        address: str | None = None,
+        replicas: int = 1,
+        device: str | None = None,
+        num_cpus: float = 1.0,
+        num_gpus: float | None = None,
+        max_batch: int = 8,
+        batch_wait_ms: float = 3.0,
+        compile: bool = False,
+        timeout_s: float = 2.0,
+        local_cpus: int | None = None,
+        app_name: str = APP_NAME,
+    ) -> RayRunner:
+        """Join the Ray cluster at `address` ("auto": the one on this node; None: start a local
+        instance with `local_cpus`), deploy `replicas` replicas of `checkpoint` (a path every node
+        has, or "default") and return the runner calling them.
+
+        editor: the front end's copy (default: `checkpoint` loaded on the CPU).
+
+        device: the replicas' (default: cuda when the cluster has GPUs); num_cpus / num_gpus:
+        what each replica reserves (default one GPU per replica on cuda, so replicas spread over
+        the GPUs). max_batch / batch_wait_ms: `@serve.batch`'s max_batch_size and
+        batch_wait_timeout_s."""
+        if not 1 <= replicas <= 256:
+            raise ValueError(f"replicas must be within 1..256, got {replicas}")
+        if not 1 <= max_batch <= 64:
+            raise ValueError(f"max_batch must be within 1..64, got {max_batch}")
+        if not 0 <= batch_wait_ms <= 1000:
+            raise ValueError(f"batch_wait_ms must be within 0..1000, got {batch_wait_ms}")
+        if os.path.exists(checkpoint):  # a file: the replicas' working directory is not ours
+            checkpoint = os.path.abspath(checkpoint)
+        if editor is None:
+            from live3dpe.model.editor import Editor
+
+            editor = Editor.load(checkpoint)
+        if not log.isEnabledFor(logging.DEBUG):  # Serve's INFO lines only with -v
+            logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        ray.init(address=address, num_cpus=local_cpus if address is None else None, include_dashboard=False,
+                 logging_level=logging.WARNING)  # fmt: skip
+        try:
+            resources = ray.cluster_resources()
+            device = device or ("cuda" if resources.get("GPU", 0) > 0 else "cpu")
+            if num_gpus is None:
+                num_gpus = 1.0 if device == "cuda" else 0.0
+            wanted = {"CPU": replicas * num_cpus, "GPU": replicas * num_gpus}
+            short = {k: (v, resources.get(k, 0)) for k, v in wanted.items() if v > resources.get(k, 0)}
+            if short:
+                message = ", ".join(f"{need:g} {k} wanted, {have:g} in the cluster" for k, (need, have) in short.items())
+                if address is None:
+                    raise ValueError(f"{replicas} replica(s) do not fit this machine: {message}")
+                log.warning("%d replica(s) wait for nodes to join: %s", replicas, message)
+            serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING", "enable_access_log": False})
+            deployment = serve.deployment(
+                name="editor",
+                num_replicas=replicas,
+                ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
+                # every stream may have one request of each kind waiting and one in a batch; more queue in the front end
+                max_ongoing_requests=6 * max_batch,
+                max_queued_requests=24 * max_batch,
+                logging_config={"log_level": "WARNING", "enable_access_log": False},
+            )(EditorDeployment)
+            cpu_threads = max(1, int(num_cpus) // 3) if device == "cpu" else None
+            app = deployment.bind(checkpoint, device, editor.weights_version, compile=compile, max_batch=max_batch,
+                                  batch_wait_s=batch_wait_ms / 1e3, cpu_threads=cpu_threads)  # fmt: skip
+            handle = fast_handle(serve.run(app, name=app_name, route_prefix=None), editor)
+        except BaseException:
+            ray.shutdown()
+            raise
+        log.info("Ray Serve: %d replica(s) of %s on %s", replicas, checkpoint, device)
+        return cls(editor, handle, timeout_s=timeout_s, owns_ray=address is None, app_name=app_name)
+
+    def close(self) -> None:
+        """Shut the local Ray instance down (Serve with it), or take this app off a cluster we joined."""
+        if not self._owns_ray:
+            serve.delete(self._app_name)
+        ray.shutdown()
+
+    # requests (called from the streams' stage threads) ------------------------------------------
+    # (packing in `running`: the calling thread's torch threads, as for the in-process runner's work)
+    def encode(self, crop: np.ndarray, camera: Camera, geometry: bool = True) -> Features:
+        wire = self._call("encode", crop, _array(camera.label), geometry)
+        with self.running():
+            return self.wire.unpack_features(wire)
+
+    def fuse(self, features: Features, prompt: PromptEmbedding | None) -> Planes:
+        with self.running():
+            request = self.wire.pack_features(features), self.wire.pack_prompt(prompt)
+        wire = self._call("fuse", *request)
+        with self.running():
+            return self.wire.unpack_planes(wire)
+
+    def render(self, planes: Planes, camera: Camera) -> np.ndarray:
+        with self.running():
+            request = self.wire.pack_planes(planes), _array(camera.label)
+        return self._call("render", *request)
+
+    def _call(self, kind: str, *args) -> Any:
+        response = getattr(self.handle, kind).remote(*args)
+        try:
+            return response.result(timeout_s=self.timeout_s)
+        except TimeoutError:
+            response.cancel()
+            raise RunnerTimeout(f"no {kind} result from Ray Serve within {self.timeout_s:g} s; frame skipped") from None
+
