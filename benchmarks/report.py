@@ -231,6 +231,11 @@ def build_report() -> str:
         lines += ["GPU: not yet measured (no GPU was available to the run above).", ""]
     lines += section("Live pipeline: FPS vs resolution", md_body("pipeline_latency.md"), plot_fps(pipeline) if pipeline else None)
     lines += section("Pose stage latency", md_body("pose_latency.md"))
+    scale = md_body("serve_scale.md")  # its plot link is relative to results/
+    lines += section("Serving many peers: per-peer model calls vs one shared batching runner (issue 17)",
+                     scale and scale.replace("](serve_scale.png)", "](results/serve_scale.png)"))
+    lines += section("Model batching: time per sample by batch size", md_body("batching_eager.md"))
+    lines += section("Ray Serve backend: overhead per frame", md_body("ray_overhead.md"))
     soak = md_body("soak.md")  # its plot link is relative to results/
     lines += section("Soak: memory and latency over a long session", soak and soak.replace("](soak.png)", "](results/soak.png)"))
     files = sorted(RESULTS.glob("training_*.json")) + sorted(RESULTS.glob("customization*.json"))
