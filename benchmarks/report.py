@@ -230,6 +230,7 @@ def build_report() -> str:
     if model and not gpu_rows:
         lines += ["GPU: not yet measured (no GPU was available to the run above).", ""]
     lines += section("Live pipeline: FPS vs resolution", md_body("pipeline_latency.md"), plot_fps(pipeline) if pipeline else None)
+    lines += section("Pipeline layer refactor: old vs new commit (issue 15)", md_body("pipeline_refactor_ab.md"))
     lines += section("Pose stage latency", md_body("pose_latency.md"))
     scale = md_body("serve_scale.md")  # its plot link is relative to results/
     lines += section("Serving many peers: per-peer model calls vs one shared batching runner (issue 17)",
