@@ -235,7 +235,7 @@ def build_report() -> str:
     scale = md_body("serve_scale.md")  # its plot link is relative to results/
     lines += section("Serving many peers: per-peer model calls vs one shared batching runner (issue 17)",
                      scale and scale.replace("](serve_scale.png)", "](results/serve_scale.png)"))
-    lines += section("Model batching: time per sample by batch size", md_body("batching_eager.md"))
+    lines += section("Model batching: time per sample by batch size", md_body("batching_eager_2t.md"))
     lines += section("Ray Serve backend: overhead per frame", md_body("ray_overhead.md"))
     soak = md_body("soak.md")  # its plot link is relative to results/
     lines += section("Soak: memory and latency over a long session", soak and soak.replace("](soak.png)", "](results/soak.png)"))
