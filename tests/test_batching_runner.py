@@ -107,7 +107,7 @@ def test_a_failing_request_fails_alone(editor):
 
 def test_a_stalled_stream_does_not_hold_up_the_others(editor):
     """Stream A stops (its thread blocks) between requests; stream B keeps getting results at its
-    own pace, and a request whose caller gave up is never run."""
+    own pace, and after the runner closes a call fails at once instead of waiting."""
     runner = BatchingRunner(editor, max_batch=4, max_wait_ms=5, timeout_s=1.0)
     image = crops(editor, 1)[0]
     try:

@@ -8,7 +8,6 @@ smoothing off and once on (`PlanesSmoother` on the triplane and colour-edit fiel
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 
@@ -58,8 +57,7 @@ def run_sequence(editor: Editor, style: str, frames: int = 20, fps: float = 25.0
     prompt_image = render(reference, sequence[0][0], editor.crop_resolution, supersample=supersample).image
     runner = ModelRunner(editor, torch.get_num_threads())
     fuse = FuseStage(runner)
-    smoothed_control = ControlState(prompt_image=prompt_image, smoothing=True)
-    raw_control = dataclasses.replace(smoothed_control, smoothing=False)
+    control = ControlState(prompt_image=prompt_image, smoothing=True)
     estimator, obs_filter = _pose_tracker()
     raw, smooth, truth = [], [], []
     gt_pose, est_pose, filt_pose = [], [], []
@@ -81,8 +79,9 @@ def run_sequence(editor: Editor, style: str, frames: int = 20, fps: float = 25.0
                     filt_pose.append([filtered.yaw, filtered.pitch])
             cam = Camera(torch.as_tensor(label, dtype=torch.float32).reshape(1, 25))
             features = runner.encode(frame, cam)
-            raw.append(runner.render(fuse.planes_for(features, raw_control, motion), cam))
-            smooth.append(runner.render(fuse.planes_for(features, smoothed_control, motion), cam))
+            planes = runner.fuse(features, fuse.prompt_for(control))
+            raw.append(runner.render(planes, cam))
+            smooth.append(runner.render(fuse.smoothed(planes, control, motion), cam))
     finally:
         if estimator is not None:
             estimator.close()

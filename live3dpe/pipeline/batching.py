@@ -140,13 +140,7 @@ class BatchingRunner(ModelRunner):
                 batch = self._next_batch()
                 if batch:
                     self._run(batch)
-        while True:  # callers still waiting in the inbox
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                self._pending.append(item)
+        self._drain()  # callers still waiting in the inbox
         for request in self._pending:
             request.finish(error=RunnerTimeout("the model runner closed"))
 
@@ -183,11 +177,16 @@ class BatchingRunner(ModelRunner):
         if item is None:
             return False
         self._pending.append(item)
+        self._drain()
+        return True
+
+    def _drain(self) -> None:
+        """Move every request already in the inbox to `_pending` (None, the close signal, is dropped)."""
         while True:
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
-                return True
+                return
             if item is not None:
                 self._pending.append(item)
 

@@ -64,12 +64,10 @@ class Compose:
 
     def __call__(self, work: FaceWork) -> None:
         frame, c = work.frame.image, work.control
-        edited = work.edited and work.obs is not None
-        if c.mode == "view" and edited:
+        if c.mode == "view" and work.edited:
             image = letterbox(work.face, *work.frame.size)
         else:
-            unedited = c.prompt_text is None and c.prompt_image is None
-            shown = paste(frame, work.face, work.obs, match_colour=unedited) if edited else frame
+            shown = paste(frame, work.face, work.obs, match_colour=not c.has_prompt) if work.edited else frame
             image = np.hstack([frame, shown]) if c.mode == "side-by-side" else shown
         if c.mirror:
             image = image[:, ::-1]

@@ -97,7 +97,10 @@ class FuseStage:
 
     def planes_for(self, features: Features, control: ControlState, motion: float, reacquired: bool = False) -> Planes:
         """The (smoothed) planes of one frame's features under `control`."""
-        planes = self.runner.fuse(features, self.prompt_for(control))
+        return self.smoothed(self.runner.fuse(features, self.prompt_for(control)), control, motion, reacquired)
+
+    def smoothed(self, planes: Planes, control: ControlState, motion: float, reacquired: bool = False) -> Planes:
+        """`planes` through this stream's temporal smoothing (restarted when the face was re-acquired)."""
         if reacquired:
             self.smoother.reset()
         if not control.smoothing:
@@ -159,7 +162,7 @@ def run_once(stages: list[Stage], work: FaceWork, stats: Stats | None = None) ->
     """Run the stages one after another on one frame, as the engine would (the naive loop of the
     benchmark, the gradio webcam tab): a failing stage skips the rest but not `always` ones."""
     for stage in stages:
-        if (work.control.passthrough or work.failed) and not stage.always:
+        if not stage.runs_on(work):
             continue
         t0 = time.perf_counter()
         try:

@@ -105,6 +105,11 @@ class ControlState:
     version: int = 0
     prompt_version: int = 0
 
+    @property
+    def has_prompt(self) -> bool:
+        """Whether frames are edited (a text or image prompt) rather than only reconstructed."""
+        return self.prompt_text is not None or self.prompt_image is not None
+
 
 class Control:
     """Thread-safe, versioned holder of the live settings."""

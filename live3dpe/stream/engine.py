@@ -105,6 +105,11 @@ class Stage:
     fn: Callable[[Work], None]
     always: bool = False
 
+    def runs_on(self, work: Work) -> bool:
+        """Whether this stage works on `work`: every stage unless the frame is passed through or
+        an earlier stage failed on it; `always` stages regardless."""
+        return self.always or not (work.control.passthrough or work.failed)
+
 
 class InFlightTuner:
     """How many frames the low-latency schedule lets on their way: the limit with the most
@@ -405,7 +410,7 @@ class Engine:
                     if not low:
                         self._wait_for_downstream(index)
                     work = inq.get()
-                if stage.always or not (work.control.passthrough or work.failed):
+                if stage.runs_on(work):
                     t0 = time.perf_counter()
                     self._busy_until[index] = t0 + self._mean_s[index]
                     try:
