@@ -10,8 +10,6 @@ from skimage.data import astronaut
 from live3dpe.pose import observe
 from live3dpe.pose.align import (
     alignment_affine,
-    crop_from_params,
-    crop_params,
     face_mask,
     invert_affine,
     paste_back,
@@ -107,14 +105,6 @@ def test_tensor_warp_matches_cv2():
     out = warp_crop_tensor(t, obs.crop_affine[None], 512)[0].permute(1, 2, 0).numpy()
     inside = face_mask(512) > 0.5
     assert np.abs(out - ref)[inside].mean() < 0.5
-
-
-def test_crop_params_round_trip():
-    obs = observe(_landmarks(yaw_deg=15, roll_deg=12), (512, 512))
-    params = crop_params(obs.crop_affine)
-    np.testing.assert_allclose(crop_from_params(params), obs.crop_affine, atol=1e-3)
-    assert abs(np.degrees(params[3]) - obs.roll) < 1e-3 or abs(np.degrees(-params[3]) - obs.roll) < 1e-3
-    np.testing.assert_allclose(invert_affine(invert_affine(obs.crop_affine)), obs.crop_affine, atol=1e-4)
 
 
 def test_face_at_the_frame_border_is_padded():

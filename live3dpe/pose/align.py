@@ -98,28 +98,6 @@ def alignment_affine(five_points: np.ndarray, roll: np.ndarray | None = None, cr
     return M if derolled is None else compose(M, derolled)
 
 
-def crop_params(affine: np.ndarray, crop_size: int = 512) -> np.ndarray:
-    """A similarity crop affine as smoothable numbers: [..., 4] = (centre x, centre y in frame
-    px, log zoom, angle rad as in `rotation_about`). Inverse of `crop_from_params`."""
-    A = np.asarray(affine, np.float64)
-    zoom = np.sqrt(np.abs(det2(A)))
-    angle = np.arctan2(A[..., 0, 1], A[..., 0, 0])
-    inv = invert_affine(A)
-    centre = inv[..., :2] @ np.full(2, crop_size / 2 - 0.5) + inv[..., :, 2]
-    return np.concatenate([centre, np.log(zoom)[..., None], angle[..., None]], -1)
-
-
-def crop_from_params(params: np.ndarray, crop_size: int = 512) -> np.ndarray:
-    """[..., 4] (see `crop_params`) -> similarity affines [..., 2, 3] frame px -> crop px."""
-    p = np.asarray(params, np.float64)
-    zoom, angle = np.exp(p[..., 2]), p[..., 3]
-    c, s = zoom * np.cos(angle), zoom * np.sin(angle)
-    M = np.empty(p.shape[:-1] + (2, 3))
-    M[..., 0, 0], M[..., 0, 1], M[..., 1, 0], M[..., 1, 1] = c, s, -s, c
-    M[..., :, 2] = crop_size / 2 - 0.5 - np.einsum("...ij,...j->...i", M[..., :2], p[..., :2])
-    return M
-
-
 def scale_affine(affine: np.ndarray, factor: float) -> np.ndarray:
     """Retarget a frame -> crop affine to a crop `factor` times as large (e.g. 128 / 512),
     keeping pixel centres consistent. [..., 2, 3] -> [..., 2, 3]."""
