@@ -13,7 +13,7 @@ from live3dpe.model.appearance import AppearanceEditor, apply_colour_transform, 
 from live3dpe.model.cameras import Camera, generate_rays
 from live3dpe.model.config import SMALL, TINY, ModelConfig
 from live3dpe.model.editor import Editor
-from live3dpe.model.guide import guided_image, reproject, visibility
+from live3dpe.model.guide import guided_image, reproject, reproject_input, visibility
 from live3dpe.model.image_prompt import preprocess_reference
 from live3dpe.model.types import Guide, PromptEmbedding
 
@@ -41,9 +41,22 @@ def test_a_point_on_the_input_views_surface_samples_exactly_its_own_pixel():
 
 def test_an_occluded_point_gets_no_visibility_and_a_surface_point_full_visibility():
     surface = torch.full((4,), 2.5)
-    inside = torch.ones(4)
-    assert visibility(torch.tensor([2.5, 2.49, 2.7, 3.0]), surface, inside).tolist() == pytest.approx([1, 1, 0, 0], abs=0.05)
-    assert visibility(torch.full((4,), 2.5), surface, torch.zeros(4)).abs().max() == 0  # outside the crop
+    assert visibility(torch.tensor([2.5, 2.49, 2.7, 3.0]), surface).tolist() == pytest.approx([1, 1, 0, 0], abs=0.05)
+
+
+def test_a_point_beyond_the_crop_reads_the_crops_border_pixel():
+    """No colour is invented where the photo ends: the crop's edge extends outward."""
+    label = Camera.from_yaw_pitch(0.0, 0.0).label
+    image = torch.rand(1, 3, S, S)
+    guide = Guide(image, label, None)
+    view = Camera.from_yaw_pitch(0.5, 0.0).label  # turned far enough that one side leaves the crop
+    depth = torch.full((1, 1, S, S), 3.2)  # a backdrop behind the head's pivot: parallax moves it past the edge
+    colour, vis, grid = reproject_input(depth, view, guide, input_depth=torch.full((1, 1, S, S), 3.3))
+    beyond = (grid.abs() > 1).any(-1)
+    assert beyond.float().mean() > 0.05 and (vis[:, 0][beyond] > 0.99).all()
+    edge = 1 - 1 / S  # the outermost pixel centres (align_corners=False)
+    expected = torch.nn.functional.grid_sample(image, grid.clamp(-edge, edge), align_corners=False)
+    assert torch.allclose(colour, expected, atol=1e-5)
 
 
 def test_novel_view_reads_input_colour_where_visible_and_the_neural_colour_where_occluded():
