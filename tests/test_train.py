@@ -13,7 +13,7 @@ from live3dpe.model.config import TINY
 from live3dpe.train.augment import CameraJitter, jitter_views
 from live3dpe.train.batches import EditBatch, PriorBatch, Prompt
 from live3dpe.train.loop import LoopConfig
-from live3dpe.train.losses import psnr, ssim
+from live3dpe.train.losses import depth_l1, psnr, ssim
 from live3dpe.train.objectives import prior_loss
 from live3dpe.train.params import EDIT_MODULES, adapt_parameter_names
 from live3dpe.train.runlog import read_log
@@ -159,6 +159,19 @@ def test_jitter_stays_near_input_view():
     assert (yaw - 0.3).abs().max() <= math.radians(20) + 1e-5
     assert (pitch - 0.1).abs().max() <= math.radians(10) + 1e-5
     assert (yaw - 0.3).abs().max() > math.radians(5)  # it does move
+
+
+def test_depth_target_of_a_silhouette_pixel_is_its_surface_depth():
+    """A coarse ray half over the head must be asked for the head's depth, not for half of it
+    (the background's placeholder depth is 0)."""
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., :, :3] = 2.6  # surface on 3 of the 4 columns: the right 2x2 block is 3/4 covered
+    mask = (target > 0).float()
+    surface = torch.full((1, 1, 2, 2), 2.6)
+    assert depth_l1(surface, target, mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert depth_l1(surface + 0.1, target, mask).item() == pytest.approx(0.1, abs=1e-6)
+    mask[..., :, 1:] = 0  # now the right block is uncovered and the left one a quarter: no pixel counts
+    assert depth_l1(surface + 5, target * mask, mask).item() == 0
 
 
 def test_ssim_and_psnr_behave():

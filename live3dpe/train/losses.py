@@ -58,13 +58,18 @@ def resize_like(x: Tensor, ref: Tensor) -> Tensor:
 
 
 def depth_l1(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
-    """L1 on depth along the ray, optionally only where the target has a surface (mask > 0.5)."""
-    target = resize_like(target, pred)
-    diff = (pred - target).abs()
+    """L1 on depth along the ray, optionally only where the target has a surface (mask > 0.5).
+
+    With a mask, a pixel of `pred` covering several target pixels is compared with the mean depth
+    of its *surface* pixels: averaging the background's placeholder depth in would ask a silhouette
+    ray for a surface in front of the head (half covered: half the depth)."""
     if mask is None:
-        return diff.mean()
-    m = (resize_like(mask.float(), pred) > 0.5).to(pred.dtype)
-    return (diff * m).sum() / m.sum().clamp_min(1.0)
+        return (pred - resize_like(target, pred)).abs().mean()
+    mask = mask.to(target.dtype)
+    coverage = resize_like(mask, pred)
+    target = resize_like(target * mask, pred) / coverage.clamp_min(1e-6)
+    m = (coverage > 0.5).to(pred.dtype)
+    return ((pred - target).abs() * m).sum() / m.sum().clamp_min(1.0)
 
 
 def psnr(pred: Tensor, target: Tensor) -> Tensor:
