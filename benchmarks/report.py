@@ -225,6 +225,8 @@ def build_report() -> str:
         lines += [f"![flicker](results/{plot_flicker(quality)})", ""]
     lines += real_faces_section()
     lines += section("Editor A/B: old design vs each change (issue 14)", md_body("ab_editor/ab_editor.md"))
+    ceiling = md_body("novel_view_ceiling.md")  # its contact sheet is named relative to results/
+    lines += section("What limits novel views: geometry, fill and background swapped for the truth", ceiling, "novel_view_ceiling.png" if ceiling else None)
     lines += section("Model latency per stage", md_body("model_latency.md"), plot_model_latency(model) if model else None)
     gpu_rows = [r for r in (model or {}).get("rows", []) if r.get("device") == "cuda"]
     if model and not gpu_rows:
