@@ -9,9 +9,12 @@ peers differ only in how they reach the model:
     ray        the runner as a Ray Serve deployment (`--ray`, needs the `serve` extra)
 
 Reported per peer count: aggregate FPS, per-peer FPS (min / median), p50 / p95 capture-to-sink
-latency. Writes benchmarks/results/serve_scale.json, .md and .png.
+latency. `--mode paste` (the default of `serve`) runs the 2D edit of the appearance route, where
+per-peer pose and compositing cost as much as the model; `--mode view` renders every peer at
+yaw 20°, where the model dominates. Writes benchmarks/results/serve_scale.json, .md and .png
+(view: serve_scale_view.*).
 
-    python benchmarks/serve_scale.py [--peers 1 2 4 8] [--seconds 10] [--runs 2] [--ray]
+    python benchmarks/serve_scale.py [--peers 1 2 4 8] [--seconds 10] [--runs 2] [--mode paste|view] [--ray]
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from common import RESULTS, commit, device_name  # noqa: E402
 from live3dpe.model.editor import Editor
 from live3dpe.pipeline import ModelRunner, pipeline_engine, pipeline_torch_threads
 from live3dpe.pipeline.batching import BatchingRunner
-from live3dpe.stream.control import Control
+from live3dpe.stream.control import Control, ViewSpec
 from live3dpe.stream.sinks import NullSink
 from live3dpe.stream.synthetic import SyntheticFaceSource
 
@@ -41,13 +44,13 @@ GOAL_SPEEDUP_4 = 1.3  # shared vs per-peer aggregate FPS at 4 peers on 2 cores
 METRICS = ("aggregate_fps", "peer_fps_min", "peer_fps_median", "latency_ms_p50", "latency_ms_p95", "faults", "load_avg_1m")
 
 
-def measure(models: list, seconds: float, warmup_s: float, width: int, height: int, fps: float, latency: str) -> dict:
+def measure(models: list, seconds: float, warmup_s: float, width: int, height: int, fps: float, latency: str, mode: str) -> dict:
     """Run one engine per entry of `models` (an Editor or a runner) at once; per-peer figures."""
     engines = []
     for i, model in enumerate(models):
         source = SyntheticFaceSource(width, height, fps=fps, realtime=True, cycle=int(fps * 4))
         source.prerender()
-        control = Control(prompt_text=PROMPTS[i % len(PROMPTS)])
+        control = Control(prompt_text=PROMPTS[i % len(PROMPTS)], mode=mode, view=ViewSpec("fixed", yaw_deg=20))
         engines.append(pipeline_engine(source, NullSink(), model, live=True, control=control, latency=latency))
     for e in engines:
         e.start()
@@ -96,6 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--fps", type=float, default=30.0, help="camera rate of each peer")
     p.add_argument("--batch-wait-ms", type=float, default=3.0)
     p.add_argument("--latency", choices=("low", "balanced"), default="low", help="each peer's engine schedule (serve's default: low)")
+    p.add_argument("--mode", choices=("paste", "view"), default="paste", help="paste: the 2D edit pasted back (serve's default); view: rendered at yaw 20°")
     p.add_argument("--ray", action="store_true", help="also the Ray Serve backend (needs the serve extra)")
     p.add_argument("--note", default="")
     args = p.parse_args(argv)
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
 
                 runner = RayRunner.start(checkpoint="default", device=str(device), max_batch=max(peers, 1), batch_wait_ms=args.batch_wait_ms)
             try:
-                runs = [measure(models_for(kind, editor, peers, runner), args.seconds, args.warmup, width, height, args.fps, args.latency) for _ in range(args.runs)]
+                runs = [measure(models_for(kind, editor, peers, runner), args.seconds, args.warmup, width, height, args.fps, args.latency, args.mode) for _ in range(args.runs)]
             finally:
                 if runner is not None:
                     runner.close()
@@ -135,16 +139,22 @@ def main(argv: list[str] | None = None) -> dict:
         "runs": args.runs,
         "batch_wait_ms": args.batch_wait_ms,
         "latency": args.latency,
+        "mode": args.mode,
         "note": args.note,
         "rows": rows,
     }
     speedup = speedup_at(rows, 4)
     report["shared_vs_per_peer_at_4"] = speedup
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve_scale.json").write_text(json.dumps(report, indent=2))
-    (RESULTS / "serve_scale.md").write_text(markdown(report))
+    stem = output_stem(args.mode)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / f"{stem}.md").write_text(markdown(report))
     plot(report)
     return report
+
+
+def output_stem(mode: str) -> str:
+    return "serve_scale" if mode == "paste" else f"serve_scale_{mode}"
 
 
 def speedup_at(rows: list[dict], peers: int) -> dict | None:
@@ -162,9 +172,9 @@ def speedup_at(rows: list[dict], peers: int) -> dict | None:
 
 def markdown(report: dict) -> str:
     lines = [
-        f"# Serving many peers ({report['device']}, model {report['model']}, {report['size']} at {report['peer_fps']:g} FPS per peer)",
+        f"# Serving many peers, {report.get('mode', 'paste')} mode ({report['device']}, model {report['model']}, {report['size']} at {report['peer_fps']:g} FPS per peer)",
         "",
-        f"Commit {report['commit']}; median of {report['runs']} runs of {report['seconds']:g} s; shared runner waits up to "
+        f"**{report.get('mode', 'paste').capitalize()} mode.** Commit {report['commit']}; median of {report['runs']} runs of {report['seconds']:g} s; shared runner waits up to "
         f"{report['batch_wait_ms']:g} ms for a batch; each peer's engine runs the `{report['latency']}` latency schedule. {report['note']}".rstrip(),
         "",
         "| backend | peers | aggregate FPS | per-peer FPS (min / median) | p50 ms | p95 ms | mean batch (encode/fuse/render) | load avg |",
@@ -183,7 +193,7 @@ def markdown(report: dict) -> str:
         lines += ["", f"At 4 peers the shared runner gives {s['aggregate_fps_ratio']:.2f}x the per-peer aggregate FPS "
                   f"(goal ≥ {s['goal_ratio']}x) at p95 {s['p95_shared_ms']:.0f} ms vs {s['p95_per_peer_ms']:.0f} ms: "
                   f"{'met' if ok else 'NOT met'}."]  # fmt: skip
-    lines += ["", "![aggregate FPS and p95 latency by peer count](serve_scale.png)", ""]
+    lines += ["", f"![aggregate FPS and p95 latency by peer count]({output_stem(report.get('mode', 'paste'))}.png)", ""]
     return "\n".join(lines)
 
 
@@ -204,9 +214,9 @@ def plot(report: dict) -> None:
     for ax in (ax_fps, ax_lat):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"{report['device']} · {report['model']} · commit {report['commit']}", fontsize=8)
+    fig.suptitle(f"{report['device']} · {report['model']} · {report.get('mode', 'paste')} mode · commit {report['commit']}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "serve_scale.png", dpi=110)
+    fig.savefig(RESULTS / f"{output_stem(report.get('mode', 'paste'))}.png", dpi=110)
 
 
 if __name__ == "__main__":
