@@ -1,9 +1,12 @@
 """What running the model on Ray Serve adds to a frame, over the in-process runner (issue 17).
 
-One frame = the encode, fuse and render calls of the pipeline's stages (paste: the input camera,
-no geometry; view: a novel camera), one stream, through `RayRunner` (a local Ray instance on this
-machine, loopback) and through the in-process `ModelRunner`, in turns so a busy machine slows both
-alike. The overhead of a round is p50(Ray) - p50(in-process) per frame and per call; the result
+One frame = the model's part of it (paste: the input camera, no geometry; view: a novel camera),
+smoothing on (a still face: the stream's averages blend every frame), one stream, three ways in
+turns so a busy machine slows all alike: in-process (`ModelRunner`: the encode, fuse + smoothing
+and render stages' calls), Ray (`RayRunner.edit`: one round trip with the smoothing state, what
+the Ray back end's stages do) and Ray per stage (encode, fuse and render as a round trip each,
+smoothing in the front end: the back end before it was fused). A local Ray instance on this
+machine, loopback. The overhead of a round is p50(Ray) - p50(in-process) per frame; the result
 is the median over rounds, with the load average around each. `@serve.batch` waits 0 ms here,
 so the figure is the transport's (a served stream also waits `--batch-wait-ms` for company, as
 with the in-process shared runner).
@@ -17,6 +20,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +35,7 @@ from live3dpe.model.cameras import Camera  # noqa: E402
 from live3dpe.model.editor import Editor  # noqa: E402
 from live3dpe.pipeline.ray_backend import RayRunner, fast_handle  # noqa: E402
 from live3dpe.pipeline.runner import ModelRunner  # noqa: E402
-
-CALLS = ("encode", "fuse", "render")
+from live3dpe.tracking import PlanesSmoother  # noqa: E402
 
 
 @serve.deployment(name="echo", ray_actor_options={"num_cpus": 0}, logging_config={"enable_access_log": False})
@@ -43,39 +46,43 @@ class Echo:
         return x
 
 
-def frame_ms(runner: ModelRunner, crop: np.ndarray, camera: Camera, prompt, mode: str) -> list[float]:
-    """The stages' three calls for one frame: milliseconds each."""
-    out, t = [], time.perf_counter()
-    features = runner.encode(crop, camera, geometry=runner.needs_geometry(mode))
-    out.append(time.perf_counter())
-    planes = runner.fuse(features, prompt)
-    out.append(time.perf_counter())
-    runner.render(planes, camera if mode == "paste" else Camera.from_yaw_pitch(0.35, -0.05))
-    out.append(time.perf_counter())
-    return [1e3 * (b - a) for a, b in zip([t, *out], out)]
+def staged(runner: ModelRunner, smoother: PlanesSmoother, crop: np.ndarray, camera: Camera, prompt, view: Camera, geometry: bool) -> None:
+    """The encode, fuse (+ smoothing, as `FuseStage`) and render stages' calls for one frame."""
+    planes = runner.fuse(runner.encode(crop, camera, geometry), prompt)
+    with runner.running():
+        planes = smoother(planes, 0.0)
+    runner.render(planes, view)
 
 
-def one_round(runners: dict[str, ModelRunner], echo, editor: Editor, mode: str, frames: int) -> dict:
+def fused(runner: ModelRunner, smoother: PlanesSmoother, crop: np.ndarray, camera: Camera, prompt, view: Camera, geometry: bool) -> None:
+    """The edit stage's one call for one frame."""
+    runner.edit(crop, camera, prompt, view, geometry, smoother, 0.0)
+
+
+def one_round(paths: dict[str, tuple[ModelRunner, Callable]], echo, editor: Editor, mode: str, frames: int) -> dict:
     rng = np.random.default_rng(0)
     crop = rng.integers(0, 256, (editor.crop_resolution,) * 2 + (3,), dtype=np.uint8)
     camera, prompt = Camera.from_yaw_pitch(0.1, 0.05), editor.encode_prompt(text="golden statue")
+    view = camera if mode == "paste" else Camera.from_yaw_pitch(0.35, -0.05)
+    geometry = paths["in-process"][0].needs_geometry(mode)
+    smoothers = {name: PlanesSmoother() for name in paths}
     load_before = os.getloadavg()[0]
-    samples: dict[str, list[list[float]]] = {name: [] for name in runners}
+    samples: dict[str, list[float]] = {name: [] for name in paths}
     echoes = []
     for i in range(frames + 2):  # two warm-up frames
-        for name, runner in runners.items():
-            ms = frame_ms(runner, crop, camera, prompt, mode)
+        for name, (runner, run) in paths.items():
+            t = time.perf_counter()
+            run(runner, smoothers[name], crop, camera, prompt, view, geometry)
             if i >= 2:
-                samples[name].append(ms)
+                samples[name].append(1e3 * (time.perf_counter() - t))
         t = time.perf_counter()
         echo.echo.remote(crop).result()
         echoes.append(1e3 * (time.perf_counter() - t))
-    p50 = {name: np.median(np.array(s), axis=0) for name, s in samples.items()}
-    frame = {name: float(np.median(np.array(s).sum(1))) for name, s in samples.items()}
+    frame = {name: float(np.median(s)) for name, s in samples.items()}
     return {
         "frame_ms": frame,
         "overhead_ms": frame["ray"] - frame["in-process"],
-        "call_overhead_ms": dict(zip(CALLS, (p50["ray"] - p50["in-process"]).round(2).tolist())),
+        "per_stage_overhead_ms": frame["ray per stage"] - frame["in-process"],
         "echo_ms": float(np.median(echoes[2:])),
         "load_average": [load_before, os.getloadavg()[0]],
     }
@@ -93,8 +100,8 @@ def main() -> None:
     inline = ModelRunner(editor, cpu_threads=max(1, args.cpus // 3))
     try:
         echo = fast_handle(serve.run(Echo.bind(), name="echo", route_prefix=None), editor)
-        rounds = {mode: [one_round({"in-process": inline, "ray": remote}, echo, editor, mode, args.frames) for _ in range(args.rounds)]
-                  for mode in ("paste", "view")}  # fmt: skip
+        paths = {"in-process": (inline, staged), "ray": (remote, fused), "ray per stage": (remote, staged)}
+        rounds = {mode: [one_round(paths, echo, editor, mode, args.frames) for _ in range(args.rounds)] for mode in ("paste", "view")}
     finally:
         remote.close()
     rows = []
@@ -104,13 +111,14 @@ def main() -> None:
             "overhead_ms": statistics.median(r["overhead_ms"] for r in results),
             "in_process_ms": statistics.median(r["frame_ms"]["in-process"] for r in results),
             "ray_ms": statistics.median(r["frame_ms"]["ray"] for r in results),
-            "call_overhead_ms": {c: statistics.median(r["call_overhead_ms"][c] for r in results) for c in CALLS},
+            "per_stage_overhead_ms": statistics.median(r["per_stage_overhead_ms"] for r in results),
             "echo_ms": statistics.median(r["echo_ms"] for r in results),
             "load_average": [r["load_average"] for r in results],
             "rounds": results,
         }
         rows.append(row)
-        print(f"{mode:5s}: +{row['overhead_ms']:.1f} ms a frame ({row['in_process_ms']:.1f} -> {row['ray_ms']:.1f})", flush=True)
+        print(f"{mode:5s}: +{row['overhead_ms']:.1f} ms a frame ({row['in_process_ms']:.1f} -> {row['ray_ms']:.1f}; "
+              f"per stage +{row['per_stage_overhead_ms']:.1f})", flush=True)
     env = environment(torch.device("cpu"))
     payload = {"environment": env, "ray": ray.__version__, "cpus": args.cpus, "frames": args.frames, "rows": rows}
     lines = [
@@ -118,14 +126,15 @@ def main() -> None:
         "",
         f"Median over {args.rounds} rounds of p50(Ray) - p50(in-process) on {args.frames} frames each (`benchmarks/ray_overhead.py`).",
         "",
-        "Per call: what each call adds; echo: a Serve round trip doing nothing (same handle options, the crop as payload).",
+        "Smoothing on. Ray Serve: one round trip a frame (`edit`, the smoothing state going along), as the Ray back end "
+        "runs; per stage: encode, fuse and render as a round trip each (the back end before, measured in the same turns); "
+        "echo: a Serve round trip doing nothing (same handle options, the crop as payload).",
         "",
-        "| mode | overhead / frame | in-process | Ray Serve | encode | fuse | render | echo | load average (1 min) per round |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| mode | overhead / frame | in-process | Ray Serve | per stage: overhead / frame | echo | load average (1 min) per round |",
+        "|---|---|---|---|---|---|---|",
         *(
             f"| {r['mode']} | {r['overhead_ms']:.1f} ms | {r['in_process_ms']:.1f} ms | {r['ray_ms']:.1f} ms | "
-            + " | ".join(f"{r['call_overhead_ms'][c]:+.1f}" for c in CALLS)
-            + f" | {r['echo_ms']:.1f} | " + ", ".join(f"{a:.1f}-{b:.1f}" for a, b in r["load_average"]) + " |"
+            f"{r['per_stage_overhead_ms']:.1f} ms | {r['echo_ms']:.1f} | " + ", ".join(f"{a:.1f}-{b:.1f}" for a, b in r["load_average"]) + " |"
             for r in rows
         ),
         "",

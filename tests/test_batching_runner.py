@@ -1,4 +1,5 @@
-"""The shared batching runner: results match the inline runner's, and streams stay independent."""
+"""The shared batching runner: results match the inline runner's, and streams stay independent;
+whole frames in one batch (`batched_edit`, the Ray back end's call) match their steps run alone."""
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ import torch
 
 from live3dpe.model.cameras import Camera
 from live3dpe.model.editor import Editor
-from live3dpe.pipeline.batching import BatchingRunner, RunnerTimeout
+from live3dpe.pipeline.batching import BatchingRunner, RunnerTimeout, batched_edit
 from live3dpe.pipeline.runner import ModelRunner
 
 pytestmark = pytest.mark.timeout(300)
@@ -81,6 +82,46 @@ def test_batched_streams_get_what_each_would_alone(editor):
         runner.close()
     for e, g in zip(expected, got):
         assert np.abs(e.astype(int) - g.astype(int)).max() <= 2
+
+
+def test_whole_frames_in_one_batch_get_what_their_steps_give_alone(editor):
+    """`batched_edit` on two frames of four streams: paste (no geometry) and view, prompts or none,
+    smoothing on (the second frame blends with the first) or off. Each face and smoother end as
+    encode, fuse, smoothing and render leave them alone; a request failing at fuse (a prompt of
+    the wrong width) fails alone and leaves its smoother as it was."""
+    from live3dpe.model.types import PromptEmbedding
+    from live3dpe.tracking import PlanesSmoother
+
+    inline = ModelRunner(editor, cpu_threads=2)
+    images = crops(editor, 8)
+    first, second = images[:4], images[4:]  # planes of random weights barely differ: no cut, the averages blend
+    geometry = [inline.needs_geometry(m) for m in ("paste", "view", "paste", "view")]
+    cams = [Camera.from_yaw_pitch(math.radians(y), 0.0) for y in (0, 12, -20, 8)]
+    views = [cams[0], Camera.from_yaw_pitch(0.3, 0.0), cams[2], Camera.from_yaw_pitch(-0.2, 0.1)]
+    bad = PromptEmbedding(torch.zeros(1, 3, editor.config.ref_dim + 1), "text", "wrong width")
+    prompts = [inline.encode_prompt("golden statue"), None, inline.encode_prompt("a zombie"), bad]
+    smoothing = (True, True, False, True)
+    batched, alone = ([PlanesSmoother() if on else None for on in smoothing] for _ in range(2))
+
+    def steps(i: int, crop: np.ndarray) -> np.ndarray:
+        planes = inline.fuse(inline.encode(crop, cams[i], geometry=geometry[i]), prompts[i])
+        if alone[i] is not None:
+            with inline.running():
+                planes = alone[i](planes, 0.1)
+        return inline.render(planes, views[i])
+
+    for frame in (first, second):
+        with inline.running():
+            got = batched_edit(editor, [(frame[i], cams[i], geometry[i], prompts[i], views[i], batched[i], 0.1) for i in range(4)])
+        for i in range(3):
+            assert np.abs(got[i].astype(int) - steps(i, frame[i]).astype(int)).max() <= 2
+        assert isinstance(got[3], ValueError)
+    for b, a in zip(batched[:2], alone[:2]):
+        for x, y in ((b.triplane._avg, a.triplane._avg), (b.edit._avg, a.edit._avg)):
+            assert (x is None) == (y is None)
+            if x is not None:
+                torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-5)
+    assert batched[3].triplane._avg is None and batched[3].edit._avg is None
 
 
 def test_a_failing_request_fails_alone(editor):

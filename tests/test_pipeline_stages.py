@@ -1,5 +1,6 @@
 """Pipeline stages without a model: prompt caching, cameras per mode, geometry on demand, the
-compositor (layout, mirror, overlay, constant size), bounded stats."""
+compositor (layout, mirror, overlay, constant size), bounded stats; and with the bundled model,
+the fused runner's one edit stage against the three model stages."""
 from __future__ import annotations
 
 import math
@@ -12,7 +13,17 @@ import pytest
 import torch
 
 from live3dpe.model.cameras import Camera
-from live3dpe.pipeline import Compose, EncodeStage, FaceWork, FuseStage, ModelRunner, RenderStage, output_size
+from live3dpe.pipeline import (
+    Compose,
+    EncodeStage,
+    FaceWork,
+    FuseStage,
+    ModelRunner,
+    RenderStage,
+    build_stages,
+    output_size,
+    run_once,
+)
 from live3dpe.pipeline.compose import draw_overlay, letterbox
 from live3dpe.stream.control import Control
 from live3dpe.stream.frame import Frame
@@ -207,3 +218,30 @@ def test_paste_matches_colour_for_reconstructions_but_keeps_an_edit_s_colours():
         outputs[prompt] = w.output[y, x].astype(int)
     assert np.abs(outputs["golden statue"] - gold[0, 0]).max() <= 2  # the edit as rendered
     assert np.abs(outputs[None] - frame[0, 0]).sum() < np.abs(gold[0, 0].astype(int) - frame[0, 0]).sum()
+
+
+def test_a_fused_runner_s_edit_stage_gives_the_frames_of_the_three_model_stages():
+    """`build_stages` on a fused runner: one edit stage in place of encode → fuse → render, and
+    frame for frame the output of the three, smoothing on, through a lost and re-found face, a
+    switch from paste to view and a new prompt."""
+    from live3dpe.model.editor import Editor
+    from live3dpe.stream.synthetic import SyntheticFaceSource
+
+    editor = Editor.load("default")
+    fused = ModelRunner(editor, cpu_threads=1)
+    fused.fused = True
+    staged, edited = build_stages(editor, cpu_threads=1), build_stages(fused)
+    assert [s.name for s in edited] == ["pose", "edit", "compose"]
+    source = SyntheticFaceSource(320, 240, fps=1, frames=7)
+    control = Control(prompt_text="golden statue")
+    changes = {4: {"mode": "view"}, 5: {"prompt_text": "a zombie"}}
+    for i in range(7):
+        frame = source.recv()
+        if i in (1, 2):  # the face is lost for longer than the track's grace (0.5 s)
+            frame = Frame(np.zeros_like(frame.image), frame.pts, frame.time_base)
+        control.update(**changes.get(i, {}))
+        expected = run_once(staged, FaceWork(frame, control.get()))
+        work = FaceWork(frame, control.get())
+        got = run_once(edited, work)
+        assert work.failed is None and (work.face is not None or i == 2) and work.reacquired == (i in (0, 3))
+        assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1

@@ -1,5 +1,6 @@
 """The Ray Serve back-end (`live3dpe serve --backend ray`): a local Ray instance on the CPU gives
-what the in-process runner gives, frame for frame, for streams alone and at once."""
+what the in-process runner gives, frame for frame, for streams alone and at once; a frame is one
+round trip (`edit`), with the stream's smoothing going along."""
 from __future__ import annotations
 
 import math
@@ -15,6 +16,7 @@ from live3dpe.model.editor import Editor
 from live3dpe.model.types import Features, Guide, Planes, PromptEmbedding
 from live3dpe.pipeline.batching import RunnerTimeout
 from live3dpe.pipeline.runner import ModelRunner
+from live3dpe.tracking import PlanesSmoother
 
 serve = pytest.importorskip("ray.serve", reason="needs the serve extra: pip install 'live3dpe[serve]'")
 from live3dpe.pipeline.ray_backend import RayRunner, WireFormat  # noqa: E402
@@ -83,11 +85,44 @@ def test_outputs_match_the_in_process_runner(remote, inline, editor, mode, text)
     assert np.abs(got[2].astype(int) - expected[2].astype(int)).max() <= 1
 
 
+def round_trips(runner: RayRunner, monkeypatch) -> list[str]:
+    """The kinds of the calls `runner` makes on its handle from now on."""
+    calls: list[str] = []
+    call = runner._call
+    monkeypatch.setattr(runner, "_call", lambda kind, *args: calls.append(kind) or call(kind, *args))
+    return calls
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "text", "smoothing"), [("paste", "golden statue", True), ("view", "golden statue", True),
+                                                         ("view", None, False)])  # fmt: skip
+def test_an_edit_is_one_round_trip_smoothed_as_in_process(remote, inline, editor, mode, text, smoothing, monkeypatch):
+    """Three frames of a still face (motion 0: the smoothing weighs the past most, 10-90 grey
+    levels on this model): the faces and the smoother the replica sends back are the in-process
+    runner's, one round trip a frame."""
+    rng = np.random.default_rng(3)
+    base = crops(editor, 1)[0]
+    camera = Camera.from_yaw_pitch(math.radians(8), math.radians(-3))
+    view, geometry = camera if mode == "paste" else VIEW, inline.needs_geometry(mode)
+    here, there = (PlanesSmoother() if smoothing else None for _ in range(2))
+    calls = round_trips(remote, monkeypatch)
+    for _ in range(3):
+        crop = np.clip(base.astype(int) + rng.integers(-20, 21, base.shape), 0, 255).astype(np.uint8)
+        expected = inline.edit(crop, camera, inline.encode_prompt(text), view, geometry, here, 0.0)
+        got = remote.edit(crop, camera, remote.encode_prompt(text), view, geometry, there, 0.0)
+        assert got.dtype == np.uint8 and np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    assert calls == ["edit"] * 3
+    if smoothing:
+        for a, b in ((here.triplane._avg, there.triplane._avg), (here.edit._avg, there.edit._avg)):
+            assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-5, rtol=1e-5))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["paste", "view"])
-def test_the_pipeline_gives_the_same_frames(remote, editor, mode):
-    """The product stages (pose, encode, fuse with smoothing, render, compose) on a moving face:
-    frame for frame the output of the in-process runner."""
+def test_the_pipeline_gives_the_same_frames(remote, editor, mode, monkeypatch):
+    """The product stages (pose, one edit stage with smoothing, compose) on a moving face, the
+    prompt changed on the way: frame for frame the output of the in-process runner's stages
+    (pose, encode, fuse with smoothing, render, compose), one round trip a frame."""
     from live3dpe.pipeline.stages import build_stages, run_once
     from live3dpe.pipeline.work import FaceWork
     from live3dpe.stream.control import Control
@@ -96,13 +131,18 @@ def test_the_pipeline_gives_the_same_frames(remote, editor, mode):
     source = SyntheticFaceSource(320, 240, fps=10, frames=4)
     control = Control(prompt_text="golden statue", mode=mode)
     local, served = build_stages(editor, cpu_threads=1), build_stages(remote)
-    for _ in range(4):
+    assert [s.name for s in served] == ["pose", "edit", "compose"]
+    calls = round_trips(remote, monkeypatch)
+    for i in range(4):
+        if i == 2:
+            control.update(prompt_text="a zombie")
         frame = source.recv()
         expected = run_once(local, FaceWork(frame, control.get()))
         work = FaceWork(frame, control.get())
         got = run_once(served, work)
         assert work.failed is None and work.face is not None
         assert got.shape == expected.shape and np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    assert calls == ["edit"] * 4
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from live3dpe.pipeline.compose import Compose, output_size
 from live3dpe.pipeline.portrait import EditResult, NoFaceError, PortraitService, check_image
 from live3dpe.pipeline.runner import ModelRunner, pipeline_torch_threads
 from live3dpe.pipeline.stages import (
+    EditStage,
     EncodeStage,
     FaceStage,
     FuseStage,
@@ -19,6 +20,6 @@ from live3dpe.pipeline.stages import (
 from live3dpe.pipeline.work import FaceWork
 
 __all__ = [
-    "Compose", "EditResult", "EncodeStage", "FaceStage", "FaceWork", "FuseStage", "ModelRunner", "NoFaceError",
+    "Compose", "EditResult", "EditStage", "EncodeStage", "FaceStage", "FaceWork", "FuseStage", "ModelRunner", "NoFaceError",
     "PortraitService", "RenderStage", "build_stages", "pipeline_engine", "check_image", "output_size", "pipeline_torch_threads", "run_once",
 ]  # fmt: skip

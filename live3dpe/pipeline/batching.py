@@ -19,6 +19,7 @@ import os
 import queue
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from live3dpe.model.cameras import Camera
     from live3dpe.model.editor import Editor
     from live3dpe.model.types import Features, Planes, PromptEmbedding
+    from live3dpe.tracking import PlanesSmoother
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +216,10 @@ class BatchingRunner(ModelRunner):
 # The batched model calls: each takes the per-request argument tuples of one group (`batch_group`)
 # and returns one result per request. `BatchingRunner` and the Ray Serve deployment both use them.
 def batch_group(kind: str, args: tuple) -> tuple:
-    """Which requests may share a batch: same kind, and tensors present in the same places."""
+    """Which requests may share a batch: same kind, and tensors present in the same places
+    (`batched_edit` groups each of its steps itself)."""
+    if kind == "edit":
+        return (kind,)
     if kind == "encode":
         crop, _, geometry = args
         return kind, geometry, crop.shape
@@ -253,9 +258,62 @@ def batched_render(editor: Editor, items: Sequence[tuple[Planes, Camera]]) -> li
     return [np.asarray(image) for image in images]
 
 
+def batched_edit(
+    editor: Editor, items: Sequence[tuple[np.ndarray, Camera, bool, PromptEmbedding | None, Camera, PlanesSmoother | None, float]]
+) -> list[np.ndarray | BaseException]:
+    """(crop, camera, geometry, prompt, view, smoother, motion) each -> their face image seen from
+    `view`: encode, fuse, the request's smoothing (its smoother updated in place; None: off) and
+    render, each step one batch per group (`run_grouped`). A request failing at a step has its
+    exception as its result and leaves the later steps, so its smoother is left as it was."""
+    crops, cameras, geometry, prompts, views, smoothers, motions = zip(*items)
+    features = run_grouped(editor, "encode", list(zip(crops, cameras, geometry)))
+    planes = run_grouped(editor, "fuse", _then(features, prompts))
+    smoothed = [_smoothed(p, s, m) for p, s, m in zip(planes, smoothers, motions)]
+    return run_grouped(editor, "render", _then(smoothed, views))
+
+
+def _smoothed(planes: Planes | BaseException, smoother: PlanesSmoother | None, motion: float) -> Planes | BaseException:
+    """One request's smoothing; its failure is the request's alone (were the batch re-run, the
+    other requests' smoothers would take this frame twice)."""
+    if smoother is None or isinstance(planes, BaseException):
+        return planes
+    try:
+        return smoother(planes, motion)
+    except Exception as err:  # noqa: BLE001 - reported as the request's result
+        return err
+
+
+def _then(results: Sequence, more: Sequence) -> list:
+    """The next step's arguments: each result with its request's `more`, a failure as it is."""
+    return [r if isinstance(r, BaseException) else (r, m) for r, m in zip(results, more)]
+
+
 BATCHED: dict[str, Callable[[Editor, Sequence[tuple]], list]] = {
-    "encode": batched_encode, "fuse": batched_fuse, "render": batched_render,
+    "encode": batched_encode, "fuse": batched_fuse, "render": batched_render, "edit": batched_edit,
 }  # fmt: skip
+
+
+def run_grouped(editor: Editor, kind: str, items: Sequence[tuple | BaseException]) -> list:
+    """`items` split into groups that can share a model call (`batch_group`), each group run
+    batched (`run_isolated`): results, or exceptions, in the order of `items`. An item that is
+    an exception (its request failed earlier) stays as it is."""
+    results: list[Any] = list(items)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        if not isinstance(item, BaseException):
+            groups[batch_group(kind, item)].append(i)
+    for index in groups.values():
+        out = run_isolated(lambda group: BATCHED[kind](editor, group), [items[i] for i in index])
+        for i, result in zip(index, out, strict=True):
+            results[i] = result
+    return results
+
+
+def raised(result: Any) -> Any:
+    """A batch hands back a failed request's exception as its result: raise it for its caller."""
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def run_isolated(run: Callable[[Sequence[tuple]], list], items: Sequence[tuple]) -> list:

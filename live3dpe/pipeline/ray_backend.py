@@ -1,11 +1,15 @@
 """Scale-out on Ray Serve: the model runs as a Serve deployment; the front end calls its handle.
 
 `RayRunner` has the `ModelRunner` methods, so the stages do not know where the model runs: each
-`encode` / `fuse` / `render` is one call on the deployment handle, made from the stage's own
-thread (the aiohttp loop never waits on the model). `EditorDeployment` holds an `Editor` per
-replica (replicas spread over the GPUs and nodes of the cluster) and gathers the calls of all
-streams into batches with `@serve.batch`, through the same batched model calls as the in-process
-`BatchingRunner` (batching.py).
+is one call on the deployment handle, made from the stage's own thread (the aiohttp loop never
+waits on the model). The runner is fused (`ModelRunner.fused`): the stages make one `edit` call
+per frame (encode → fuse → smoothing → render on the replica), since a Serve round trip costs
+about as much as a model stage (8-12 ms on a loaded 2-core machine).
+The stream's smoothing state (a few hundred KB of running averages) travels with the call and
+comes back, so smoothing is the in-process pipeline's and any replica can serve any frame.
+`EditorDeployment` holds an `Editor` per replica (replicas spread over the GPUs and nodes of the
+cluster) and gathers the calls of all streams into batches with `@serve.batch`, through the same
+batched model calls as the in-process `BatchingRunner` (batching.py).
 
 Prompts are encoded in the front end: it holds the model on the CPU anyway (known styles, prompt
 feedback), a prompt changes rarely and is cached there for all streams, and its embedding (a few
@@ -24,10 +28,10 @@ instances from Ray 2.59), a cluster with RAY_AUTH_MODE=token on every node (READ
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import weakref
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -37,7 +41,7 @@ import ray
 import torch
 from ray import serve
 
-from .batching import BATCHED, RunnerTimeout, batch_group, run_isolated
+from .batching import BATCHED, RunnerTimeout, raised, run_grouped
 from .runner import ModelRunner
 
 if TYPE_CHECKING:
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from live3dpe.model.cameras import Camera
     from live3dpe.model.editor import Editor
     from live3dpe.model.types import Features, Guide, Planes, PromptEmbedding
+    from live3dpe.tracking import PlanesSmoother
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +157,25 @@ class WireFormat:
 
         return Camera(self.tensor(label))
 
+    # a stream's smoothing: settings and running averages (`PlanesSmoother` has no accessors for
+    # its averages, so these reach into them; the edit field's settings follow the triplane's)
+    @staticmethod
+    def pack_smoother(smoother: PlanesSmoother | None) -> Wire | None:
+        if smoother is None:
+            return None
+        return dataclasses.astuple(smoother.triplane), _array(smoother.triplane._avg), _array(smoother.edit._avg)
+
+    def unpack_smoother(self, wire: Wire | None) -> PlanesSmoother | None:
+        from live3dpe.tracking import PlanesSmoother, TriplaneSmoother
+
+        return None if wire is None else self.load_smoother(PlanesSmoother(TriplaneSmoother(*wire[0])), wire)
+
+    def load_smoother(self, smoother: PlanesSmoother, wire: Wire) -> PlanesSmoother:
+        """`smoother` with the averages of `wire` (what the other side's smoother ended with)."""
+        _, triplane, edit = wire
+        smoother.triplane._avg, smoother.edit._avg = self.tensor(triplane), self.tensor(edit)
+        return smoother
+
 
 def _array(t: torch.Tensor | None) -> np.ndarray | None:
     return None if t is None else t.detach().cpu().numpy()
@@ -159,12 +183,13 @@ def _array(t: torch.Tensor | None) -> np.ndarray | None:
 
 # the deployment (runs in each replica) ------------------------------------------------------------
 class EditorDeployment:
-    """One `Editor` per replica; `encode` / `fuse` / `render` of all streams gathered into batches.
+    """One `Editor` per replica; `edit` (or `encode` / `fuse` / `render`) of all streams gathered
+    into batches.
 
     Each kind runs in a thread of its own (like the in-process pipeline's stages), so a frame's
-    render overlaps the next frame's encode; `ModelRunner.running` gives each its torch threads
-    (CPU) or CUDA stream. A batch that fails is re-run one request at a time, so only the bad
-    request fails (`run_isolated`)."""
+    render overlaps the next frame's encode when they come as calls of their own;
+    `ModelRunner.running` gives each its torch threads (CPU) or CUDA stream. A batch that fails
+    is re-run one request at a time, so only the bad request fails (`run_isolated`)."""
 
     def __init__(self, checkpoint: str, device: str, weights_version: str, *, compile: bool = False,
                  max_batch: int = 8, batch_wait_s: float = 0.003, cpu_threads: int | None = None) -> None:  # fmt: skip
@@ -180,19 +205,24 @@ class EditorDeployment:
         if compile:
             editor.compile(threads=self.runner.cpu_threads)
         self._threads = {kind: ThreadPoolExecutor(1, thread_name_prefix=f"live3dpe-{kind}") for kind in BATCHED}
-        for batched in (self._encode, self._fuse, self._render):
+        for batched in (self._encode, self._fuse, self._render, self._edit):
             batched.set_max_batch_size(max_batch)
             batched.set_batch_wait_timeout_s(batch_wait_s)
 
     # the handle's methods: one request each ------------------------------------------------------
     async def encode(self, crop: np.ndarray, label: np.ndarray, geometry: bool) -> Wire:
-        return _raised(await self._encode(crop, label, geometry))
+        return raised(await self._encode(crop, label, geometry))
 
     async def fuse(self, features: Wire, prompt: Wire | None) -> Wire:
-        return _raised(await self._fuse(features, prompt))
+        return raised(await self._fuse(features, prompt))
 
     async def render(self, planes: Wire, label: np.ndarray) -> np.ndarray:
-        return _raised(await self._render(planes, label))
+        return raised(await self._render(planes, label))
+
+    async def edit(self, crop: np.ndarray, label: np.ndarray, geometry: bool, prompt: Wire | None, view: np.ndarray,
+                   smoother: Wire | None, motion: float) -> tuple[np.ndarray, Wire | None]:  # fmt: skip
+        """A whole frame (`ModelRunner.edit`) → its face and the smoother it ended with."""
+        return raised(await self._edit(crop, label, geometry, prompt, view, smoother, motion))
 
     # batches: a result's guide image is made from the pixels of its request's crop or guide ------
     @serve.batch
@@ -213,42 +243,38 @@ class EditorDeployment:
                                lambda p, label: (self.wire.unpack_planes(p), self.wire.camera(label)),
                                lambda args, image: image)  # fmt: skip
 
+    @serve.batch
+    async def _edit(self, crops: list[np.ndarray], labels: list[np.ndarray], geometry: list[bool], prompts: list[Wire | None],
+                    views: list[np.ndarray], smoothers: list[Wire | None], motions: list[float]) -> list:  # fmt: skip
+        w = self.wire
+        return await self._run("edit", list(zip(crops, labels, geometry, prompts, views, smoothers, motions)),
+                               lambda crop, label, g, prompt, view, smoother, motion: (
+                                   crop, w.camera(label), g, w.unpack_prompt(prompt), w.camera(view), w.unpack_smoother(smoother), motion),
+                               lambda args, image: (image, w.pack_smoother(args[5])))  # fmt: skip
+
     async def _run(self, kind: str, requests: list[tuple], unpack: Callable[..., tuple], pack: Callable[[tuple, Any], Any]) -> list:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads[kind], self._run_groups, kind, requests, unpack, pack)
 
     def _run_groups(self, kind: str, requests: list[tuple], unpack: Callable[..., tuple], pack: Callable[[tuple, Any], Any]) -> list:
-        """The requests unpacked into model arguments, split into groups that can share a model
-        call (`batch_group`), each group run batched; results packed, or exceptions, in the order
-        of `requests`. All torch work of the replica happens here, in its kind's thread (a thread
-        without `running` would start a pool of torch threads that spin on the stages' cores)."""
-        batched, editor = BATCHED[kind], self.runner.editor
-        results: list[Any] = [None] * len(requests)
-        items: dict[int, tuple] = {}
-        groups: dict[tuple, list[int]] = defaultdict(list)
+        """The requests unpacked into model arguments and run batched (`run_grouped`); results
+        packed, or exceptions, in the order of `requests`. All torch work of the replica happens
+        here, in its kind's thread (a thread without `running` would start a pool of torch
+        threads that spin on the stages' cores)."""
+        items: list[tuple | BaseException] = []
         with self.runner.running():
-            for i, request in enumerate(requests):
+            for request in requests:
                 try:
-                    items[i] = unpack(*request)
-                    groups[batch_group(kind, items[i])].append(i)
+                    items.append(unpack(*request))
                 except Exception as err:  # noqa: BLE001 - a malformed request fails alone
-                    results[i] = err
-            for index in groups.values():
-                out = run_isolated(lambda group: batched(editor, group), [items[i] for i in index])
-                for i, result in zip(index, out, strict=True):
-                    results[i] = result if isinstance(result, BaseException) else pack(items[i], result)
-        return results
-
-
-def _raised(result: Any) -> Any:
-    """A batch hands back a failed request's exception as its result: raise it for its caller."""
-    if isinstance(result, BaseException):
-        raise result
-    return result
+                    items.append(err)
+            results = run_grouped(self.runner.editor, kind, items)
+            return [r if isinstance(r, BaseException) else pack(item, r) for item, r in zip(items, results, strict=True)]
 
 
 def request_bytes(editor: Editor) -> int:
-    """About the largest request or response of one frame: planes and their guide (view mode)."""
+    """About the largest request or response of one frame: planes and their guide (view mode), or
+    an edit's crop or image with the smoothing averages (triplane and edit field)."""
     cfg = editor.config
     planes = cfg.triplane_channels * cfg.triplane_resolution**2 * 4
     pixels = editor.crop_resolution**2 * 3
@@ -276,6 +302,8 @@ class RayRunner(ModelRunner):
     `editor`: the front end's own copy of the model on the CPU, for prompts and what the stages
     need to know (crop size, route); the replicas load the same weights. timeout_s: how long a
     call waits for its result before the frame passes through unedited (`RunnerTimeout`)."""
+
+    fused = True  # a round trip costs about as much as a model stage: one `edit` call per frame
 
     def __init__(self, editor: Editor, handle: DeploymentHandle, *, timeout_s: float = 2.0, owns_ray: bool = False,
                  app_name: str = APP_NAME) -> None:  # fmt: skip
@@ -367,6 +395,18 @@ class RayRunner(ModelRunner):
 
     # requests (called from the streams' stage threads) ------------------------------------------
     # (packing in `running`: the calling thread's torch threads, as for the in-process runner's work)
+    def edit(self, crop: np.ndarray, camera: Camera, prompt: PromptEmbedding | None, view: Camera, geometry: bool = True,
+             smoother: PlanesSmoother | None = None, motion: float = 0.0) -> np.ndarray:  # fmt: skip
+        """`ModelRunner.edit` in one round trip: the smoother's averages go along and come back."""
+        with self.running():
+            request = (crop, _array(camera.label), geometry, self.wire.pack_prompt(prompt), _array(view.label),
+                       self.wire.pack_smoother(smoother), motion)  # fmt: skip
+        image, smoothed = self._call("edit", *request)
+        if smoother is not None:
+            with self.running():
+                self.wire.load_smoother(smoother, smoothed)
+        return image
+
     def encode(self, crop: np.ndarray, camera: Camera, geometry: bool = True) -> Features:
         wire = self._call("encode", crop, _array(camera.label), geometry)
         with self.running():

@@ -2,8 +2,9 @@
 
 Every request is per sample and self-contained (a crop and its camera, features and a prompt,
 planes and a camera), and per-stream state (smoothing, prompt cache, tracking) stays in the
-stages, so a runner is free to gather requests of several streams into one batch. `ModelRunner`
-runs them inline in the calling thread; a batching runner keeps the same methods.
+stages (a whole-frame `edit` takes the stream's smoother along), so a runner is free to gather
+requests of several streams into one batch. `ModelRunner` runs them inline in the calling
+thread; a batching runner keeps the same methods.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from live3dpe.model.cameras import Camera
     from live3dpe.model.editor import Editor
     from live3dpe.model.types import Features, Planes, PromptEmbedding
+    from live3dpe.tracking import PlanesSmoother
 
 
 def pipeline_torch_threads(stages: int = 3) -> int:
@@ -36,7 +38,13 @@ class ModelRunner:
     On CUDA each calling thread gets its own stream, so the stages' model work overlaps, and a
     call returns only once its results are complete (the next stage, another thread on another
     stream, may use them at once). On the CPU each calling thread uses `cpu_threads` torch
-    threads (default `pipeline_torch_threads()`; the setting is per thread)."""
+    threads (default `pipeline_torch_threads()`; the setting is per thread).
+
+    `fused`: whether the stages should reach the model with one `edit` call per frame rather
+    than `encode`, `fuse` and `render` in stages of their own: worth it for a runner whose every
+    call is a round trip (Ray Serve), not for this one, whose stages overlap on frames in turn."""
+
+    fused = False
 
     def __init__(self, editor: Editor, cpu_threads: int | None = None) -> None:
         self.editor = editor
@@ -103,3 +111,13 @@ class ModelRunner:
         ed = self.editor
         with self.running():
             return np.asarray(ed.postprocess(ed.render_image(planes, camera.to(self.device)))[0])
+
+    def edit(self, crop: np.ndarray, camera: Camera, prompt: PromptEmbedding | None, view: Camera, geometry: bool = True,
+             smoother: PlanesSmoother | None = None, motion: float = 0.0) -> np.ndarray:  # fmt: skip
+        """A frame's whole model part in one call: `encode` the crop seen by `camera`, `fuse`
+        `prompt`, smooth with the stream's `smoother` (updated in place; None: smoothing off) at
+        `motion`, `render` from `view` → the face image uint8[S, S, 3]."""
+        from .batching import batched_edit, raised
+
+        with self.running():
+            return raised(batched_edit(self.editor, [(crop, camera, geometry, prompt, view, smoother, motion)])[0])

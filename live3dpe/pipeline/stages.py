@@ -2,7 +2,8 @@
 
 Each is a callable filling in a `FaceWork`; they reach the model only through a `ModelRunner`
 and keep their per-stream state (track, smoothing, prompt cache) themselves. `build_stages`
-wires them; every front end (live, process, serve, gradio) runs the same list.
+wires them; every front end (live, process, serve, gradio) runs the same list. A fused runner
+(`ModelRunner.fused`: Ray Serve) gets one model stage, edit, in place of encode → fuse → render.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from live3dpe.model.types import Features, Planes, PromptEmbedding
     from live3dpe.stream.control import ControlState
     from live3dpe.stream.engine import Sink, Source
+    from live3dpe.tracking import PlanesSmoother
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,17 @@ class EncodeStage:
     def __init__(self, runner: ModelRunner) -> None:
         self.runner = runner
 
+    @staticmethod
+    def request(runner: ModelRunner, work: FaceWork) -> tuple[np.ndarray, Camera, bool]:
+        """What the model encodes of a frame with a face: the aligned crop, its camera and
+        whether the frame's mode needs the geometry."""
+        crop = work.obs.model_crop(work.frame.image, runner.crop_resolution)
+        return crop, work.obs.camera, runner.needs_geometry(work.control.mode)
+
     def __call__(self, work: FaceWork) -> None:
         if work.obs is None:
             return
-        r = self.runner
-        crop = work.obs.model_crop(work.frame.image, r.crop_resolution)
-        work.features = r.encode(crop, work.obs.camera, geometry=r.needs_geometry(work.control.mode))
+        work.features = self.runner.encode(*self.request(self.runner, work))
 
 
 class FuseStage:
@@ -99,14 +106,20 @@ class FuseStage:
         """The (smoothed) planes of one frame's features under `control`."""
         return self.smoothed(self.runner.fuse(features, self.prompt_for(control)), control, motion, reacquired)
 
-    def smoothed(self, planes: Planes, control: ControlState, motion: float, reacquired: bool = False) -> Planes:
-        """`planes` through this stream's temporal smoothing (restarted when the face was re-acquired)."""
+    def smoother_for(self, control: ControlState, reacquired: bool = False) -> PlanesSmoother | None:
+        """This stream's smoother for a frame under `control` (None: smoothing is off), restarted
+        when the face was re-acquired."""
         if reacquired:
             self.smoother.reset()
-        if not control.smoothing:
+        return self.smoother if control.smoothing else None
+
+    def smoothed(self, planes: Planes, control: ControlState, motion: float, reacquired: bool = False) -> Planes:
+        """`planes` through this stream's temporal smoothing (restarted when the face was re-acquired)."""
+        smoother = self.smoother_for(control, reacquired)
+        if smoother is None:
             return planes
         with self.runner.running():
-            return self.smoother(planes, motion)
+            return smoother(planes, motion)
 
     def __call__(self, work: FaceWork) -> None:
         if work.obs is None or work.features is None:
@@ -136,17 +149,36 @@ class RenderStage:
         work.face = self.runner.render(work.planes, self.camera_for(work))
 
 
+class EditStage:
+    """Encode → fuse → smoothing → render as one runner call (`ModelRunner.edit`): `work.face`.
+
+    For a fused runner (`ModelRunner.fused`), whose every call is a round trip (Ray Serve): one
+    per frame instead of three. The stream's prompt cache and smoothing are those of a
+    `FuseStage`, kept here; the smoother goes along with the call."""
+
+    def __init__(self, runner: ModelRunner, smoother=None) -> None:
+        self.runner = runner
+        self.fuse = FuseStage(runner, smoother)
+
+    def __call__(self, work: FaceWork) -> None:
+        if work.obs is None:
+            return
+        crop, camera, geometry = EncodeStage.request(self.runner, work)
+        prompt = self.fuse.prompt_for(work.control)
+        smoother = self.fuse.smoother_for(work.control, work.reacquired)
+        work.face = self.runner.edit(crop, camera, prompt, RenderStage.camera_for(work), geometry, smoother, work.obs.motion)
+
+
 def build_stages(editor_or_runner, estimator=None, cpu_threads: int | None = None, stats: Stats | None = None) -> list[Stage]:
     """The standard pipeline for an `Editor` (or a shared `ModelRunner`): encoding frame n+2
-    overlaps fusing frame n+1 and rendering frame n. `stats` feeds the compositor's overlay."""
+    overlaps fusing frame n+1 and rendering frame n; a fused runner's frames take one edit
+    stage instead. `stats` feeds the compositor's overlay."""
     runner = editor_or_runner if isinstance(editor_or_runner, ModelRunner) else ModelRunner(editor_or_runner, cpu_threads)
-    return [
-        Stage("pose", FaceStage(estimator)),
-        Stage("encode", EncodeStage(runner)),
-        Stage("fuse", FuseStage(runner)),
-        Stage("render", RenderStage(runner)),
-        Stage("compose", Compose(stats), always=True),
-    ]
+    if runner.fused:
+        model = [Stage("edit", EditStage(runner))]
+    else:
+        model = [Stage("encode", EncodeStage(runner)), Stage("fuse", FuseStage(runner)), Stage("render", RenderStage(runner))]
+    return [Stage("pose", FaceStage(estimator)), *model, Stage("compose", Compose(stats), always=True)]
 
 
 def pipeline_engine(source: Source, sink: Sink, editor_or_runner, *, stats: Stats | None = None, estimator=None,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 @dataclass
 class FaceWork(Work):
     """Filled in stage by stage: pose → `obs`, encode → `features`, fuse → `planes`,
-    render → `face`, compose → `output`. `reacquired`: the face was (re)found on this frame,
+    render → `face` (a fused runner's edit stage: `face` alone), compose → `output`. `reacquired`: the face was (re)found on this frame,
     so per-stream state built on the previous face (smoothed triplanes) must be forgotten."""
 
     obs: FaceObservation | None = None

@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="how long the shared runner lets a frame wait for others to batch with (0..50, default 3)")
     serve.add_argument("--backend", choices=("local", "ray"), default="local",
                        help="local (default): the model runs in this process; ray: on a Ray Serve deployment "
-                       "(pip install 'live3dpe[serve]'), this process only signals and streams")
+                       "(pip install 'live3dpe[serve]'), one round trip a frame (the stream's smoothing state goes along), "
+                       "this process only signals and streams")
     serve.add_argument("--ray-address", default=None, metavar="ADDR",
                        help="--backend ray: the Ray cluster to join ('auto': the one this node belongs to, or HEAD:6379); "
                        "default: start a local Ray instance")
