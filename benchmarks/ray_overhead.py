@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="the local Ray instance's and the replica's CPUs")
     args = parser.parse_args()
     editor = Editor.load("default")
-    remote = RayRunner.start(editor=editor, local_cpus=args.cpus, num_cpus=args.cpus, batch_wait_ms=0.0)
+    remote = RayRunner.start(editor=editor, local_cpus=args.cpus, num_cpus=args.cpus, batch_wait_ms=0.0, timeout_s=60)  # measure, never skip
     # the replica's stages get max(1, cpus // 3) torch threads each: the in-process runner's default
     inline = ModelRunner(editor, cpu_threads=max(1, args.cpus // 3))
     try:
