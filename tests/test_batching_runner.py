@@ -117,11 +117,11 @@ def test_whole_frames_in_one_batch_get_what_their_steps_give_alone(editor):
             assert np.abs(got[i].astype(int) - steps(i, frame[i]).astype(int)).max() <= 2
         assert isinstance(got[3], ValueError)
     for b, a in zip(batched[:2], alone[:2]):
-        for x, y in ((b.triplane._avg, a.triplane._avg), (b.edit._avg, a.edit._avg)):
+        for x, y in ((b.triplane.average, a.triplane.average), (b.edit.average, a.edit.average)):
             assert (x is None) == (y is None)
             if x is not None:
                 torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-5)
-    assert batched[3].triplane._avg is None and batched[3].edit._avg is None
+    assert batched[3].triplane.average is None and batched[3].edit.average is None
 
 
 def test_a_failing_request_fails_alone(editor):

@@ -113,7 +113,7 @@ def test_an_edit_is_one_round_trip_smoothed_as_in_process(remote, inline, editor
         assert got.dtype == np.uint8 and np.abs(got.astype(int) - expected.astype(int)).max() <= 1
     assert calls == ["edit"] * 3
     if smoothing:
-        for a, b in ((here.triplane._avg, there.triplane._avg), (here.edit._avg, there.edit._avg)):
+        for a, b in ((here.triplane.average, there.triplane.average), (here.edit.average, there.edit.average)):
             assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-5, rtol=1e-5))
 
 

@@ -157,13 +157,12 @@ class WireFormat:
 
         return Camera(self.tensor(label))
 
-    # a stream's smoothing: settings and running averages (`PlanesSmoother` has no accessors for
-    # its averages, so these reach into them; the edit field's settings follow the triplane's)
+    # a stream's smoothing: settings and running averages (the edit field's settings follow the triplane's)
     @staticmethod
     def pack_smoother(smoother: PlanesSmoother | None) -> Wire | None:
         if smoother is None:
             return None
-        return dataclasses.astuple(smoother.triplane), _array(smoother.triplane._avg), _array(smoother.edit._avg)
+        return dataclasses.astuple(smoother.triplane), _array(smoother.triplane.average), _array(smoother.edit.average)
 
     def unpack_smoother(self, wire: Wire | None) -> PlanesSmoother | None:
         from live3dpe.tracking import PlanesSmoother, TriplaneSmoother
@@ -173,7 +172,7 @@ class WireFormat:
     def load_smoother(self, smoother: PlanesSmoother, wire: Wire) -> PlanesSmoother:
         """`smoother` with the averages of `wire` (what the other side's smoother ended with)."""
         _, triplane, edit = wire
-        smoother.triplane._avg, smoother.edit._avg = self.tensor(triplane), self.tensor(edit)
+        smoother.triplane.average, smoother.edit.average = self.tensor(triplane), self.tensor(edit)
         return smoother
 
 

@@ -36,6 +36,16 @@ class TriplaneSmoother:
     def reset(self) -> None:
         self._avg = None
 
+    @property
+    def average(self) -> Tensor | None:
+        """The running average (None before the first sample): the whole state, so a smoother on
+        another process (a Ray replica) can continue exactly where this one stopped."""
+        return self._avg
+
+    @average.setter
+    def average(self, value: Tensor | None) -> None:
+        self._avg = value
+
     def weight(self, motion: float) -> float:
         """The new triplane's weight for a given motion."""
         m = min(max(float(motion), 0.0) / self.full_motion, 1.0)
