@@ -10,7 +10,7 @@ time, on the held-out synthetic people of `live3dpe.train.evaluate` (input front
   geometry: the model's rendered depth (its ray grid) | the true depth at the model's ray grid
             (area-averaged, then upsampled as the model's is) | 64² rays | per pixel.
   fill (where the input never saw the surface or the point lands beyond the crop): the crop's
-            border pixel where the photo ends, else the model's neural colour (the shipped rule) |
+            coarse edge colour where the photo ends, else the model's neural colour (the shipped rule) |
             the neural colour also beyond the crop (the rule up to commit 250f3a9) |
             push-pull inpainting from the visible re-projection.
   background: as the geometry says | the true background plate (the input's background,
@@ -44,7 +44,7 @@ from live3dpe.train.evaluate import EVAL_SEED
 
 Fill = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]  # colour, visibility, grid, neural -> image
 FILLS: dict[str, Fill] = {
-    "crop border, neural colour (shipped)": lambda c, vis, grid, neural: vis * c + (1 - vis) * neural,
+    "crop edge, neural colour (shipped)": lambda c, vis, grid, neural: vis * c + (1 - vis) * neural,
     "neural colour (previous)": lambda c, vis, grid, neural: _inside(grid) * vis * c + (1 - _inside(grid) * vis) * neural,
     "push-pull": lambda c, vis, grid, neural: push_pull(c, vis),
 }
