@@ -35,7 +35,7 @@ from torch import Tensor
 
 from live3dpe.model import cameras
 from live3dpe.model.checkpoint import load_checkpoint
-from live3dpe.model.guide import reproject_input
+from live3dpe.model.guide import inside_crop, reproject_input
 from live3dpe.model.network import to_input_resolution
 from live3dpe.model.types import Guide
 from live3dpe.synth.person import sample_person
@@ -45,7 +45,7 @@ from live3dpe.train.evaluate import EVAL_SEED
 Fill = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]  # colour, visibility, grid, neural -> image
 FILLS: dict[str, Fill] = {
     "crop edge, neural colour (shipped)": lambda c, vis, grid, neural: vis * c + (1 - vis) * neural,
-    "neural colour (previous)": lambda c, vis, grid, neural: _inside(grid) * vis * c + (1 - _inside(grid) * vis) * neural,
+    "neural colour (previous)": lambda c, vis, grid, neural: inside_crop(grid) * vis * c + (1 - inside_crop(grid) * vis) * neural,
     "push-pull": lambda c, vis, grid, neural: push_pull(c, vis),
 }
 FAR = 9.0  # world units: the true depth of background rays (the head is at ~2.5)
@@ -64,11 +64,6 @@ def push_pull(image: Tensor, weight: Tensor) -> Tensor:
     w = F.avg_pool2d(weight, 2)
     coarse = push_pull(F.avg_pool2d(image * weight, 2) / w.clamp_min(1e-6), w.clamp(max=1))
     return weight * image + (1 - weight) * resize(coarse, image.shape[-1])
-
-
-def _inside(grid: Tensor) -> Tensor:
-    """[B, G, G, 2] sampling grid -> [B, 1, G, G]: 1 where it lands inside the crop."""
-    return (grid.abs() <= 1).all(-1)[:, None].to(grid.dtype)
 
 
 def psnr(pred: Tensor, truth: Tensor) -> float:

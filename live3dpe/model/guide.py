@@ -60,6 +60,11 @@ def _coarse(image: Tensor, cells: int = 8) -> Tensor:
     return F.interpolate(F.adaptive_avg_pool2d(image, cells), size=image.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def inside_crop(grid: Tensor) -> Tensor:
+    """grid_sample coordinates [B, G, G, 2] -> [B, 1, G, G]: 1 where they land inside the crop."""
+    return (grid.abs() <= 1).all(-1)[:, None].to(grid.dtype)
+
+
 def visibility(distance: Tensor, input_depth: Tensor) -> Tensor:
     """Soft test |X - o_in| <= d_in(u) + margin. Same shapes in, out."""
     return torch.sigmoid((input_depth + VISIBILITY_MARGIN - distance) / VISIBILITY_SOFTNESS)
@@ -83,7 +88,7 @@ def reproject_input(depth: Tensor, label: Tensor, guide: Guide, input_depth: Ten
     grid, distance = reproject(points, guide.label)
     grid = grid.reshape(b, size, size, 2)
     vis = visibility(distance.reshape(b, 1, size, size), _sample(input_depth, grid))
-    inside = (grid.abs() <= 1).all(-1, keepdim=True).permute(0, 3, 1, 2).to(guide.image.dtype)
+    inside = inside_crop(grid).to(guide.image.dtype)
     colour = inside * _sample(guide.image, grid) + (1 - inside) * _sample(_coarse(guide.image), grid)
     return colour, vis, grid
 

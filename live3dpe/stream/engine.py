@@ -116,11 +116,14 @@ class InFlightTuner:
     """How many frames the low-latency schedule lets on their way: the limit with the most
     frames per second per second of latency (Kleinrock's power), so one frame more on its way
     must buy more throughput than it costs latency, as it does while a core is free for it;
-    except that one more is also taken when it buys at least `MORE_FPS` more frames per second
-    for at most one frame period more latency (a low frame rate shows as judder, one period of
-    delay hardly; measured on 2 idle cores: 31 -> 41 FPS for 30 -> 43 ms). Each limit is measured over windows of at least `window_s` and 8 frames; every
+    except that one more is also taken when it buys at least `MORE_FPS` times the frames per
+    second for at most one frame period more latency (a low frame rate shows as judder, one
+    period of delay hardly; measured on 2 idle cores: 31 -> 41 FPS for 30 -> 43 ms).
+    Each limit is measured over windows of at least `window_s` and 8 frames; every
     `explore_every` windows a neighbouring limit is measured again, because the cores free
     for this process change (a video call shares them)."""
+
+    MORE_FPS = 1.2
 
     def __init__(self, most: int, window_s: float = 0.5, explore_every: int = 10) -> None:
         self.most, self.window_s, self.explore_every = most, window_s, explore_every
@@ -129,8 +132,6 @@ class InFlightTuner:
         self._settle = most  # frames admitted under the previous limit, still leaving
         self._start = self._latency = 0.0
         self._count = self._windows = 0
-
-    MORE_FPS = 1.2
 
     def best(self) -> int:
         m = self.measured
