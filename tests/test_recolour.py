@@ -38,6 +38,16 @@ def test_recolour_keeps_grey_grey_and_is_the_identity_at_strength_zero():
     assert torch.allclose(m0, torch.eye(3).expand(8, 3, 3), atol=1e-6) and torch.equal(c0, torch.zeros(8, 3))
 
 
+def test_recolour_reaches_the_lightness_shifts_of_real_references():
+    """Statues and paintings are 20-50 L* units darker or lighter than the person: the transforms
+    must move a skin tone's lightness that far, both ways, not only a few units."""
+    matrix, offset = random_recolour(512, 1.0, torch.Generator().manual_seed(0))
+    skin = torch.tensor([0.55, 0.2, 0.05])  # a mid skin tone in [-1, 1] RGB
+    shift = ((matrix @ skin + offset).clamp(-1, 1) - skin).mean(1) * 50  # ~L* units (grey axis)
+    assert shift.min() < -25 and shift.max() > 25
+    assert (shift.abs() > 15).float().mean() > 0.3
+
+
 def test_recolour_batch_targets_the_input_through_the_references_transform():
     plain = _Plain()
     source = RecolourSource(plain, prob=1.0, ref_resolution=16)
