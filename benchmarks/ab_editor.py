@@ -87,7 +87,9 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['no_edit_db']:.1f} | {r['lift_2d_db']:.1f} | {r['styles_beating_no_edit_by_3db']}/{r['styles']} ({r['min_style_margin_db']:+.1f}) "
             f"| {r['id_input']:.0%} / {r['id_20']:.0%} | {r['direction']:.0%} | {r['ref_cos']:.2f} | {r['sharpness']:.2f} | {r['spread']:.1f} | {r['ms_per_edit']:.0f} |"
         )
-    lines += ["", "Style `neon` is never trained (the customization benchmark learns it), so it counts in the styles column but no design can be expected to edit it.",
+    lines += ["", "Style `neon` is never trained (the customization benchmark learns it), so it counts in the styles column but no design can be expected to edit it. "
+              "ms / edit is `eval --real`'s median on the machine as it was: the two \"continued 14 min\" rows ran beside a training run, "
+              "the \"retrained 60 min\" row beside `realface_check.py` (the same model alone: see real_faces.md).",
               "", "Contact sheets: " + ", ".join(f"[{r['name']}](results/ab_editor/{r['folder']}/contact_sheet.png)" for r in rows), ""]
     return "\n".join(lines)
 
