@@ -7,8 +7,9 @@ the same re-projection rule runs with the geometry and the fill swapped for grou
 time, on the held-out synthetic people of `live3dpe.train.evaluate` (input frontal, truth at yaw
 -30° / +30°, unedited): the gap between a row and the model says what that part costs.
 
-  geometry: the model's rendered depth (its ray grid) | the true depth at the model's ray grid
-            (area-averaged, then upsampled as the model's is) | 64² rays | per pixel.
+  geometry: the model's rendered surface (its ray grid; the median depth, as the renderer's guide
+            uses) | the model's expected depth (the rule before the median) | the true depth at the
+            model's ray grid (area-averaged, then upsampled as the model's is) | 64² rays | per pixel.
   fill (where the input never saw the surface or the point lands beyond the crop): the crop's
             coarse edge colour where the photo ends, else the model's neural colour (the shipped rule) |
             the neural colour also beyond the crop (the rule up to commit 250f3a9) |
@@ -89,7 +90,7 @@ def measure(checkpoint: str, people: int, size: int) -> tuple[dict, np.ndarray]:
         seen = Guide(photo, labels[:1], None)
         plate = push_pull(photo, 1 - masks[:1])
         planes, guide = net.planes(net.encoder.encode_features(to_input_resolution(photo, net.cfg.input_resolution)), photo, labels[:1])
-        model_depth_in = net.renderer(planes, labels[:1], deterministic=True).depth
+        model_in = net.renderer(planes, labels[:1], deterministic=True)
 
         def at_rays(d: Tensor, n: int) -> Tensor:
             return resize(resize(d.clamp(max=net.cfg.render.ray_end), n, "area"), size)
@@ -99,7 +100,8 @@ def measure(checkpoint: str, people: int, size: int) -> tuple[dict, np.ndarray]:
             neural = resize(net.renderer(planes, labels[v : v + 1], deterministic=True).image, size)
             truth, mask = images[v : v + 1], masks[v : v + 1]
             geometries: dict[str, tuple[Tensor, Tensor]] = {
-                f"model ({rays}² rays)": (resize(out.depth, size), resize(model_depth_in, size)),
+                f"model ({rays}² rays)": (resize(out.surface, size), resize(model_in.surface, size)),
+                f"model ({rays}² rays), expected depth (previous)": (resize(out.depth, size), resize(model_in.depth, size)),
                 f"true, {rays}² rays": (at_rays(true_depth[v : v + 1], rays), at_rays(true_depth[:1], rays)),
                 "true, 64² rays": (at_rays(true_depth[v : v + 1], 64), at_rays(true_depth[:1], 64)),
                 "true, per pixel": (true_depth[v : v + 1], true_depth[:1]),
@@ -111,7 +113,7 @@ def measure(checkpoint: str, people: int, size: int) -> tuple[dict, np.ndarray]:
                     image = fill(colour, vis, grid, neural)
                     scores.setdefault((g, f, "as geometry"), []).append(psnr(image, truth))
                     scores.setdefault((g, f, "true plate"), []).append(psnr(mask * image + (1 - mask) * plate, truth))
-                    if p == 0 and v == 2 and f.endswith("(shipped)"):
+                    if p == 0 and v == 2 and f.endswith("(shipped)") and "previous" not in g:
                         sheet.append(image)
             if p == 0 and v == 2:
                 sheet = [photo, resize(out.image, size), *sheet, truth]

@@ -5,11 +5,12 @@ import dataclasses
 
 import pytest
 import torch
+from torch import Tensor
 
 from live3dpe.model.cameras import Camera, generate_rays
 from live3dpe.model.config import PAPER, TINY
 from live3dpe.model.ray_sampler import importance_depths, sample_pdf, stratified_depths
-from live3dpe.model.raymarcher import raymarch
+from live3dpe.model.raymarcher import median_depth, raymarch
 from live3dpe.model.renderer import TriplaneRenderer, render_rays
 from live3dpe.model.superres import FoldedSuperResolution, SuperResolution
 from live3dpe.model.types import Planes
@@ -87,7 +88,7 @@ def sphere_field(radius: float, color: float):
 def test_sphere_depth_matches_ray_intersection(deterministic):
     radius = 0.25
     origins, dirs = generate_rays(Camera.from_yaw_pitch(torch.tensor([0.0, 0.4]), torch.tensor([0.0, -0.2])).label, 16)
-    rgb, depth, weights = render_rays(
+    rgb, depth, weights, median = render_rays(
         sphere_field(radius, 0.75), origins, dirs, R_DENSE, deterministic=deterministic,
         generator=torch.Generator().manual_seed(3), max_points=5000,
     )  # fmt: skip
@@ -99,11 +100,38 @@ def test_sphere_depth_matches_ray_intersection(deterministic):
     t_hit = -b - disc.clamp(min=0).sqrt()
     spacing = (R_DENSE.ray_end - R_DENSE.ray_start) / (R_DENSE.coarse_samples - 1)
     assert (depth[..., 0][hit] - t_hit[hit]).abs().max() < spacing
+    assert (median[..., 0][hit] - t_hit[hit]).abs().max() < spacing
     opacity = weights.sum((2, 3))
     assert (opacity[hit] > 0.99).all()
     assert opacity[miss].max() < 1e-6
     torch.testing.assert_close(rgb[hit], torch.full_like(rgb[hit], 0.5), atol=0.01, rtol=0)  # 0.75*2-1
     torch.testing.assert_close(rgb[miss], torch.full_like(rgb[miss], -1.0), atol=1e-5, rtol=0)
+
+
+def _fog_then_wall(wall: float, samples: int = 64) -> tuple[Tensor, Tensor]:
+    """One ray: faint fog over [2.3, 2.5] (about a third of the weight), an opaque wall at `wall`."""
+    depths = torch.linspace(2.25, 3.3, samples).reshape(1, 1, samples, 1)
+    sigma = torch.where((depths > 2.3) & (depths < 2.5), torch.tensor(3.0), torch.tensor(-60.0))
+    return torch.where(depths >= wall, torch.tensor(80.0), sigma), depths
+
+
+def test_median_depth_finds_the_surface_behind_fog():
+    sigma, depths = _fog_then_wall(2.8)
+    _, expected, weights = raymarch(torch.zeros(1, 1, 64, 3), sigma, depths)
+    assert 0.2 < float(weights[0, 0, :20].sum()) < 0.45  # the fog takes a real share
+    assert float(expected) < 2.7  # the weighted mean is pulled towards the fog
+    assert abs(float(median_depth(weights, depths)) - 2.8) < 0.02
+
+
+def test_median_depth_moves_continuously_with_the_surface():
+    depths = torch.linspace(2.25, 3.3, 24).reshape(1, 1, 24, 1)  # 0.046 apart
+    medians = []
+    for surface in torch.linspace(2.7, 2.79, 10).tolist():  # across two sample spacings
+        sigma = 60 * (depths - surface)  # density rises through the surface
+        _, _, weights = raymarch(torch.zeros(1, 1, 24, 3), sigma, depths)
+        medians.append(float(median_depth(weights, depths)))
+    steps = torch.tensor(medians).diff()
+    assert (steps > 0).all() and steps.max() < 3 * steps.min()  # follows it, no jumps from sample to sample
 
 
 def test_depth_clamp_is_global_and_empty_rays_go_to_far_end():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from terminal import sigint_as_from_a_terminal
 
 from live3dpe.stream.control import HOTKEYS, Control
 from live3dpe.stream.engine import StopStream
@@ -147,7 +148,7 @@ def test_window_closed_from_another_thread_goes_at_once(display):
 def _live(display: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "live3dpe.cli", "live", "--source", "synthetic", "--output", "window", "--width", "320", "--height", "240", "--fps", "15"],
-        env=_env(display), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=_env(display), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_from_a_terminal,
     )  # fmt: skip
 
 

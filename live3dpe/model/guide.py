@@ -1,9 +1,11 @@
 """Pixel-aligned input appearance: re-project rendered surface points into the input view.
 
-For each output pixel of camera P the volume renderer gives the expected depth d along its ray,
-so the surface point X = o + d * r. Projected into the input camera P_in (`project_points`) it
-lands at input pixel u; X is visible there when its distance to the input camera is no larger
-than the input view's own rendered depth at u (plus a margin):
+For each output pixel of camera P the volume renderer gives the depth d along its ray where the
+ray has gathered half its weight (the median depth, `raymarcher.median_depth`: the surface; the
+expected depth is a mean pulled by stray density), so the surface point X = o + d * r. Projected
+into the input camera P_in (`project_points`) it lands at input pixel u; X is visible there when
+its distance to the input camera is no larger than the input view's own surface depth at u
+(plus a margin):
 
     v(X) = sigmoid((d_in(u) + margin - |X - o_in|) / softness)
     c(X) = v * I_in(u) + (1 - v) * c_neural(X)          then the prompt's colour transform at u.
@@ -96,9 +98,9 @@ def reproject_input(depth: Tensor, label: Tensor, guide: Guide, input_depth: Ten
 def guided_image(neural: Tensor, depth: Tensor, label: Tensor, guide: Guide, input_depth: Tensor | None) -> tuple[Tensor, Tensor]:
     """The output image of the appearance route and its visibility.
 
-    neural: the renderer's own image [B, 3, s, s]; depth: expected depth along its rays [B, 1, n, n];
-    label: render cameras [B, 25]; guide: the input view; input_depth: rendered depth [B, 1, n, n]
-    from guide.label (None when `label` is the input camera).
+    neural: the renderer's own image [B, 3, s, s]; depth: surface depth along its rays [B, 1, n, n]
+    (RenderOutput.surface); label: render cameras [B, 25]; guide: the input view; input_depth: the
+    same surface depth [B, 1, n, n] from guide.label (None when `label` is the input camera).
     -> image [B, 3, G, G] and visibility [B, 1, G, G], G = the guide image's size.
     """
     if input_depth is None:

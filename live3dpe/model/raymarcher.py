@@ -44,3 +44,24 @@ def raymarch(colors: Tensor, sigma: Tensor, depths: Tensor, *, clamp_depth: bool
     if clamp_depth:
         depth = torch.clamp(depth, depths.min(), depths.max())
     return rgb * 2 - 1, depth, weights
+
+
+def median_depth(weights: Tensor, depths: Tensor, quantile: float = 0.5) -> Tensor:
+    """Depth at which a ray has gathered `quantile` of its total weight: the surface it sees.
+
+    The expected depth (a weighted mean) is pulled towards any stray density in front of or behind
+    the surface; re-projecting the input photo (guide.py) needs the surface point itself. Linear
+    within the sample interval where the accumulated weight crosses `quantile`, so it moves
+    continuously with the field (no steps between samples in a live view).
+
+    weights: [B, M, S-1, 1] (`raymarch`), depths: [B, M, S, 1] sorted -> [B, M, 1] (+inf where a
+    ray has no weight, as the expected depth).
+    """
+    total = weights.sum(2, keepdim=True)
+    share = weights / total.clamp_min(1e-12)
+    crossed = torch.cumsum(share, 2)
+    k = (crossed < quantile).sum(2, keepdim=True).clamp(max=weights.shape[2] - 1)
+    inside = share.gather(2, k)
+    t = ((quantile - (crossed.gather(2, k) - inside)) / inside.clamp_min(1e-12)).clamp(0, 1)
+    near, far = depths.gather(2, k), depths.gather(2, k + 1)
+    return torch.where(total > 0, near + t * (far - near), float("inf"))[:, :, 0]

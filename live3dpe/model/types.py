@@ -199,7 +199,8 @@ class RenderOutput:
 
     image: [B, 3, S, S] super-resolved (or guided: re-projected input, S = guide size), in [-1, 1] (not clamped);
     image_raw: [B, 3, R, R]; depth: [B, 1, R, R] (along the ray); features: [B, C, R, R];
-    weights: [B, R*R, samples - 1, 1] per-sample weights (for training and depth-band sampling).
+    weights: [B, R*R, samples - 1, 1] per-sample weights (for training and depth-band sampling);
+    surface: [B, 1, R, R] the depth a guide re-projects along (renderer.TriplaneRenderer._surface).
     """
 
     image: Tensor
@@ -207,3 +208,4 @@ class RenderOutput:
     depth: Tensor
     features: Tensor
     weights: Tensor | None = None
+    surface: Tensor | None = None

@@ -19,6 +19,7 @@ import av
 import numpy as np
 import pytest
 from media import frame_count, truncate, write_clip, write_portrait
+from terminal import sigint_as_from_a_terminal
 
 from live3dpe.cli import main
 from live3dpe.pipeline import commands
@@ -300,7 +301,10 @@ def test_signal_mid_run_leaves_no_partial_file(tmp_path, sig, code):
     clip = write_clip(tmp_path / "in.mp4", frames=60)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_RUN, str(clip), str(out_dir / "out.mp4")], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_RUN, str(clip), str(out_dir / "out.mp4")], stderr=subprocess.PIPE, text=True,
+        preexec_fn=sigint_as_from_a_terminal,
+    )  # fmt: skip
     deadline = time.monotonic() + 60
     while not any(p.name.endswith(".part.mp4") for p in out_dir.iterdir()):  # the run is writing
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "no .part file"
