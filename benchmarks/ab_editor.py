@@ -7,7 +7,8 @@
 Each run: the held-out synthetic people of `live3dpe.train.evaluate` (reconstruction and every
 style's edit vs "no edit" and vs "2D edit -> 3D prior") and `live3dpe eval --real` (identity,
 colour direction, sharpness, contact sheet) into `benchmarks/results/ab_editor/<slug>/`; a run
-whose results exist is not measured again. The table (`ab_editor.json` / `.md`) covers every
+whose results exist is not measured again; a "note" added to a run folder's `run.json` is printed
+under the table (what the row's figures do not say). The table (`ab_editor.json` / `.md`) covers every
 run folder present: rows already in it first, new ones in the order of `--run`, then by name.
 """
 from __future__ import annotations
@@ -66,7 +67,7 @@ def row(folder: Path) -> dict:
         "min_style_margin_db": min(margin.values()), "styles_beating_no_edit_by_3db": sum(v >= 3 for v in margin.values()), "styles": len(margin),
         "id_input": real["id_kept_input_view"], "id_20": real["id_kept_novel_views"], "id_distance": real["id_mean_distance"],
         "direction": real["text_direction_ok"], "ref_cos": real["ref_cos_mean"], "sharpness": real["sharpness_ratio_mean"],
-        "spread": real["prompt_spread_mean"], "ms_per_edit": real["ms_per_edit_median"],
+        "spread": real["prompt_spread_mean"], "ms_per_edit": real["ms_per_edit_median"], "note": run.get("note"),
     }  # fmt: skip
 
 
@@ -90,6 +91,7 @@ def markdown(rows: list[dict]) -> str:
     lines += ["", "Style `neon` is never trained (the customization benchmark learns it), so it counts in the styles column but no design can be expected to edit it. "
               "ms / edit is `eval --real`'s median on the machine as it was: the two \"continued 14 min\" rows ran beside a training run, "
               "the \"retrained 60 min\" row beside `realface_check.py` (the same model alone: see real_faces.md).",
+              "", *(f"- {r['name']}: {r['note']}" for r in rows if r.get("note")),
               "", "Contact sheets: " + ", ".join(f"[{r['name']}](results/ab_editor/{r['folder']}/contact_sheet.png)" for r in rows), ""]
     return "\n".join(lines)
 
