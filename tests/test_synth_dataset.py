@@ -10,6 +10,7 @@ import torch
 
 from live3dpe.cli import main
 from live3dpe.synth.dataset import EG3DDataset, SynthConfig, _person_samples, write_dataset
+from live3dpe.synth.styles import STYLES
 
 CFG = SynthConfig(people=2, views=2, styles=("red_hair", "clown"), resolution=32, references=1, seed=5)
 
@@ -45,6 +46,8 @@ def test_root_is_a_plain_eg3d_dataset(written):
     assert images == sorted(labels) and all(len(v) == 25 for v in labels.values())
     meta = json.loads((written / "synth.json").read_text())
     assert set(meta["styles"]) == set(CFG.styles) and len(meta["samples"]) == len(images)
+    for name, texts in meta["styles"].items():  # stage 2 trains on the looks too, never on held-out phrasings
+        assert texts == {"train": list(STYLES[name].training_texts), "heldout": list(STYLES[name].heldout_phrases)}
 
 
 def test_reader_accepts_zip_without_extras(written, tmp_path):

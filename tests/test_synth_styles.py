@@ -15,10 +15,11 @@ def test_at_least_twelve_styles_with_8_train_and_5_heldout_phrasings():
     assert len(STYLES) >= 12
     everything = []
     for style in STYLES.values():
-        assert len(set(style.train_phrases)) == 8 and len(set(style.heldout_phrases)) == 5
-        assert not set(style.train_phrases) & set(style.heldout_phrases)
-        everything += [*style.train_phrases, *style.heldout_phrases]
-    assert len(everything) == len(set(everything))  # no phrase is shared between styles
+        assert len(set(style.train_phrases)) == 8 and len(set(style.heldout_phrases)) == 5 and len(set(style.looks)) >= 4
+        assert style.training_texts == (*style.train_phrases, *style.looks)
+        assert not set(style.training_texts) & set(style.heldout_phrases)  # held out stays held out
+        everything += [*style.training_texts, *style.heldout_phrases]
+    assert len(everything) == len(set(everything))  # no text is shared between styles
     with pytest.raises(ValueError):
         get_style("no_such_style")
 

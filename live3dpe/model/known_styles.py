@@ -3,16 +3,16 @@
 Users type free text, but a trained checkpoint only learned the styles listed in its metadata
 (`training["styles_trained"]`). This module names those styles and matches a prompt to the
 nearest one with the editor's own text back-end (pooled sentence embedding, cosine similarity,
-max over each style's training phrases), so the CLI, the gradio app and the WebRTC page can say
+max over each style's training texts: phrasings and looks), so the CLI, the gradio app and the WebRTC page can say
 "nearest known style ..." and warn when nothing is near. Checkpoints that do not record their
 styles (official or random weights) give `None`: unknown, said once, never warned about.
 
-Threshold, measured with MiniLM (the bundled model's back-end) against the 11 styles of
-default_tiny: held-out phrases (`Style.heldout_phrases`, 55) score 0.52-0.97 against their own
-style (mean 0.74; 53/55 have their own style as the nearest: "a bust sculpted from gold" -> bronze,
-"give them bright copper hair" -> grey hair); unrelated prompts score at most 0.45 ("a photo of
-a cat" 0.33, "make it look like a banana" 0.45, "asdf" 0.31, "hello" 0.33, "a dog" 0.26,
-"turn into a pirate" 0.44). 0.5 sits between the two. Style-like requests the model never saw
+Threshold, measured with MiniLM (the bundled model's back-end) against its 11 styles:
+held-out phrases (`Style.heldout_phrases`, 55) score 0.54-0.97 against their own style (mean
+0.75; 53/55 have their own style as the nearest); unrelated prompts score at most 0.44 ("a photo
+of a cat" 0.34, "make it look like a banana" 0.44, "asdf" 0.32, "hello" 0.33, "a dog" 0.36,
+"turn into a pirate" 0.44). 0.5 sits between the two. The looks make descriptions land right:
+"green skin" -> zombie (0.75; blue skin with the phrasings alone), "grey stone statue" -> marble. Style-like requests the model never saw
 land near it ("make him an elf" 0.56 -> pale vampire, "make it a watercolor painting" 0.60 ->
 pop art): they pass, with the style they will actually get named in the message.
 """
@@ -65,7 +65,7 @@ def known_styles(training: Mapping[str, Any] | None) -> tuple[KnownStyle, ...] |
     styles = []
     for name in names:
         style = STYLES.get(name)
-        styles.append(KnownStyle(name, tuple(style.train_phrases) if style else (name.replace("_", " "),)))
+        styles.append(KnownStyle(name, style.training_texts if style else (name.replace("_", " "),)))
     return tuple(styles)
 
 

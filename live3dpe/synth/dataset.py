@@ -149,7 +149,7 @@ def write_dataset(out_dir: str | Path, cfg: SynthConfig = SynthConfig(), workers
     meta = {
         "resolution": cfg.resolution,
         "seed": cfg.seed,
-        "styles": {n: {"train": list(STYLES[n].train_phrases), "heldout": list(STYLES[n].heldout_phrases)} for n in cfg.styles},
+        "styles": {n: {"train": list(STYLES[n].training_texts), "heldout": list(STYLES[n].heldout_phrases)} for n in cfg.styles},
         "samples": samples,
     }
     (root / "synth.json").write_text(json.dumps(meta, indent=1))

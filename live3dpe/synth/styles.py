@@ -2,7 +2,9 @@
 
 An edit changes the person, not an image, so the edited person can be rendered from
 any camera: ground truth for the edited result exists at every view. Each style has 8
-training phrasings and 5 held-out ones (the paper's protocol for unseen prompts).
+training phrasings and 5 held-out ones (the paper's protocol for unseen prompts), plus
+`looks`: what the edit does to the person in plain words (colours, materials, features), also
+trained on, so that a prompt describing the look rather than naming the style reaches it.
 """
 from __future__ import annotations
 
@@ -23,7 +25,13 @@ class Style:
     train_phrases: tuple[str, ...]
     heldout_phrases: tuple[str, ...]
     edit: Callable[[Person], Person]
+    looks: tuple[str, ...] = ()
     hair_only: bool = False
+
+    @property
+    def training_texts(self) -> tuple[str, ...]:
+        """Every text stage 2 trains this style with: the phrasings, then the looks."""
+        return (*self.train_phrases, *self.looks)
 
     def apply(self, person: Person) -> Person:
         return self.edit(person)
@@ -121,6 +129,7 @@ STYLES: dict[str, Style] = {
             ("transform into a statue of polished gold", "a bust sculpted from gold", "make them look like a gold figurine",
              "turn the portrait into gleaming gold", "the person as a golden monument"),
             _material((0.95, 0.72, 0.25), specular=0.7, metallic=1.0, shininess=30.0),
+            looks=("yellow gold metal skin", "a shiny golden figure", "smooth gold all over the face and hair", "a gold metallic bust with blank eyes", "gleaming yellow metal", "the face covered in gold leaf"),
         ),
         Style(
             "bronze",
@@ -129,6 +138,7 @@ STYLES: dict[str, Style] = {
             ("transform the person into bronze", "a sculpture cast from bronze", "make them look like a bronze monument",
              "turn the face into dark bronze", "a museum bronze of this person"),
             _material((0.58, 0.37, 0.2), specular=0.45, metallic=1.0, shininess=18.0),
+            looks=("brown metal skin", "a dark brown metallic statue", "coppery brown metal all over", "an aged brown metal bust with blank eyes", "a brownish bronze colour", "a copper coloured sculpture"),
         ),
         Style(
             "marble",
@@ -137,6 +147,7 @@ STYLES: dict[str, Style] = {
             ("transform into a sculpture of veined marble", "a classical marble portrait bust", "make them out of polished marble",
              "turn the face into carved white stone", "the person as an antique marble statue"),
             _material((0.9, 0.89, 0.86), specular=0.2, metallic=0.0, shininess=12.0, veins=0.45),
+            looks=("white stone skin", "a pale grey veined stone bust", "a statue of white stone with blank eyes", "colourless white stone", "grey veined white rock", "a plaster white sculpture"),
         ),
         Style(
             "zombie",
@@ -145,6 +156,7 @@ STYLES: dict[str, Style] = {
             ("transform the person into a rotting zombie", "give them the look of the undead", "make the face a ghoulish zombie",
              "a horror movie zombie version", "turn this portrait into the living dead"),
             _zombie,
+            looks=("sickly greenish skin", "a green grey face with dark eye sockets", "a decaying corpse", "pale green dead skin and yellowed eyes", "a ghoul with grey green flesh", "greenish undead flesh"),
         ),
         Style(
             "blue_skin",
@@ -153,6 +165,7 @@ STYLES: dict[str, Style] = {
             ("change the skin colour to deep blue", "give them bright blue skin like an avatar", "color the face blue",
              "turn the complexion blue", "a blue-skinned version of this person"),
             _blue,
+            looks=("dark blue skin", "a blue face with dark blue lips", "skin the colour of the sky", "blue complexion", "cobalt blue skin tone", "a person with bright blue skin"),
         ),
         Style(
             "pale_vampire",
@@ -161,6 +174,7 @@ STYLES: dict[str, Style] = {
             ("transform into a pale bloodthirsty vampire", "give them the look of a dracula", "make the face ghostly pale with red eyes",
              "a vampire version of this portrait", "turn the person into a creature of the night"),
             _vampire,
+            looks=("chalk white skin with dark red lips", "deathly pale face and black hair", "bloodless white skin", "a white faced creature with dark lips", "paper white complexion", "pale skin and blood red lips"),
         ),
         Style(
             "clown",
@@ -169,6 +183,7 @@ STYLES: dict[str, Style] = {
             ("transform the person into a circus clown", "give them a red nose and clown makeup", "paint a clown face on them",
              "a clown version of this portrait", "make them look like a birthday party clown"),
             _clown,
+            looks=("white face paint with a red nose", "a red ball nose and big orange hair", "white makeup and painted red smile", "a circus performer with orange curly hair", "face painted white with red accents", "bright orange wig and red nose"),
         ),
         Style(
             "pop_art",
@@ -177,6 +192,7 @@ STYLES: dict[str, Style] = {
             ("render the portrait as bold pop art", "in the style of a sixties pop art print", "a warhol screen print of this person",
              "make it a colourful pop art poster", "turn the photo into a pop art piece"),
             _appearance(posterize=_POP_PALETTE),
+            looks=("flat bold colours like a screen print", "a poster of few bright colours", "magenta yellow and cyan blocks of colour", "posterized comic colours", "a graphic print in flat vivid colours", "bold flat colour portrait"),
         ),
         Style(
             "neon",
@@ -186,6 +202,7 @@ STYLES: dict[str, Style] = {
              "turn the portrait into a neon sign", "bathe them in cyberpunk neon"),
             _appearance(skin=(0.09, 0.08, 0.13), lips=(0.9, 0.1, 0.7), hair=(0.06, 0.05, 0.1), brows=(0.05, 0.05, 0.08),
                         cloth=(0.05, 0.05, 0.08), blush=0.0, rim=1.6, rim_color=(0.1, 0.95, 1.0)),  # fmt: skip
+            looks=("glowing cyan outline on a dark face", "dark skin lit by electric blue light", "a glowing rim of neon light", "magenta lips and a cyan glow", "lit by glowing tubes of light", "electric glow around the face"),
         ),
         Style(
             "charcoal_sketch",
@@ -194,6 +211,7 @@ STYLES: dict[str, Style] = {
             ("render the person as a hand-drawn charcoal sketch", "make it look like a graphite drawing", "a rough charcoal study of the face",
              "turn the portrait into a pencil drawing", "sketch this person in charcoal"),
             _appearance(sketch=1.0),
+            looks=("black and white hand drawing", "grey pencil lines on paper", "a monochrome drawing", "a drawing in black and grey strokes", "shaded in graphite", "an uncoloured sketch"),
         ),
         Style(
             "grey_hair",
@@ -202,6 +220,7 @@ STYLES: dict[str, Style] = {
             ("change the hair colour to silver grey", "give them the grey hair of old age", "dye the hair grey",
              "make their hair go grey", "turn the hair to silver"),
             _hair((0.72, 0.72, 0.74)),
+            looks=("silvery hair", "hair gone white and grey", "ash grey hair", "hair the colour of steel", "salt and pepper grey hair", "an old person's grey hair"),
             hair_only=True,
         ),
         Style(
@@ -211,6 +230,7 @@ STYLES: dict[str, Style] = {
             ("change the hair colour to fiery red", "make them a ginger", "give them bright copper hair",
              "dye their hair red", "turn the hair colour to auburn red"),
             _hair((0.68, 0.16, 0.05)),
+            looks=("rust red hair", "bright auburn hair", "orange red hair", "hair dyed crimson", "fiery ginger locks", "deep red hair colour"),
             hair_only=True,
         ),
     ]

@@ -17,7 +17,9 @@ def _training_lines(t: dict | None) -> list[str]:
         return []
     return [
         f"Training (reproduce: `{t.get('reproduce')}`): stage 1 {t.get('prior_steps')} steps in {t.get('prior_minutes')} min, "
-        f"stage 2 {t.get('edit_steps')} steps in {t.get('edit_minutes')} min, batch 2, on a 2-core CPU shared with other jobs.",
+        f"stage 2 {t.get('edit_steps')} steps in {t.get('edit_minutes')} min"
+        + (f" + a warm restart of {t['restart_steps']} steps in {t.get('restart_minutes')} min" if t.get("restart_steps") else "")
+        + ", on a 2-core CPU shared with other jobs.",
         "",
     ]
 
