@@ -124,40 +124,46 @@ def run(cfg: BundleConfig, parts: tuple[str, ...] = PARTS, out_dir: Path = WEIGH
             train_prior(source, prior, LoopConfig(minutes=minutes, log_every=10), stage, cfg.preset, resume=True, meta=meta, init=cfg.init if guided else None, text_backend=text.backend)
     if "edit" in parts or "restart" in parts:
         source = SynthDataSource(edit_data, ref_resolution=112, text=text, styles=styles, image_prompt_prob=cfg.image_prompt_prob)
+
+    def train_appearance_for(init: Path, out: Path, minutes: float) -> None:
+        """Stage 2 of the appearance route (first run and warm restart alike)."""
+        train_appearance(RecolourSource(source, cfg.recolour_prob, ref_resolution=112), init, out, LoopConfig(minutes=minutes, log_every=10),
+                         StageConfig(cfg.appearance_batch, cfg.appearance_lr, cfg.seed), resume=True, meta=meta, text_backend=text.backend)  # fmt: skip
+
     if "edit" in parts:
         minutes = _remaining_minutes(edit, cfg.edit_minutes)
-        loop = LoopConfig(minutes=minutes, log_every=10)
         if minutes > 0 and guided:
             # from the transferred prior's initial state: stage 2 only trains the prompt side
             init = work / "appearance_init.safetensors"
             if not init.exists():
                 save_checkpoint(transfer_weights(cfg.init, get_preset(cfg.preset)), init, meta)
-            train_appearance(RecolourSource(source, cfg.recolour_prob, ref_resolution=112), init, edit, loop,
-                             StageConfig(cfg.appearance_batch, cfg.appearance_lr, cfg.seed), resume=True, meta=meta, text_backend=text.backend)  # fmt: skip
+            train_appearance_for(init, edit, minutes)
         elif minutes > 0:
+            loop = LoopConfig(minutes=minutes, log_every=10)
             train_edit(source, prior, edit, loop, StageConfig(cfg.batch, cfg.edit_lr, cfg.seed), resume=True, meta=meta, text_backend=text.backend)
-    if "restart" in parts and stage2 is restarted and (minutes := _remaining_minutes(restarted, cfg.restart_minutes)) > 0:
-        train_appearance(RecolourSource(source, cfg.recolour_prob, ref_resolution=112), edit, restarted, LoopConfig(minutes=minutes, log_every=10),
-                         StageConfig(cfg.appearance_batch, cfg.appearance_lr, cfg.seed), resume=True, meta=meta, text_backend=text.backend)  # fmt: skip
+    if "restart" in parts and stage2 is restarted:
+        minutes = _remaining_minutes(restarted, cfg.restart_minutes)
+        if minutes > 0:
+            train_appearance_for(edit, restarted, minutes)
     if "export" in parts:
         net = load_checkpoint(stage2)[0]
         if guided:
             net = join_stages(load_checkpoint(prior)[0], net)
         p_side = torch.load(side_path(prior), weights_only=True)
         e_side = torch.load(side_path(edit), weights_only=True)
-        r_side = torch.load(side_path(restarted), weights_only=True) if stage2 is restarted else None
+        logs = {prior: f"default_{cfg.preset}.prior.log.csv", edit: f"default_{cfg.preset}.edit.log.csv"}
         info = {
             "reproduce": "python -m live3dpe.train.bundle",
             "bundle": asdict(cfg),
             "styles_trained": styles,
             "prior_steps": int(p_side["step"]), "prior_minutes": round(float(p_side["elapsed_s"]) / 60, 1),
             "edit_steps": int(e_side["step"]), "edit_minutes": round(float(e_side["elapsed_s"]) / 60, 1),
-            "logs": [f"default_{cfg.preset}.prior.log.csv", f"default_{cfg.preset}.edit.log.csv"],
         }  # fmt: skip
-        logs = {prior: info["logs"][0], edit: info["logs"][1]}
-        if r_side is not None:
+        if stage2 is restarted:
+            r_side = torch.load(side_path(restarted), weights_only=True)
             info.update(restart_steps=int(r_side["step"]), restart_minutes=round(float(r_side["elapsed_s"]) / 60, 1))
-            info["logs"].append(logs.setdefault(restarted, f"default_{cfg.preset}.edit_restart.log.csv"))
+            logs[restarted] = f"default_{cfg.preset}.edit_restart.log.csv"
+        info["logs"] = list(logs.values())
         out_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint(net, final, info)
         for ckpt, name in logs.items():
