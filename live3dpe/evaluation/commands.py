@@ -33,8 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-frames", type=int, default=60, metavar="N", help="with --real-clip: frames to process from the start (default 60)")
     p.add_argument("--id-samples", type=int, default=12, metavar="N", help="with --real-clip: frames sampled for identity (default 12)")
     p.add_argument("--weights", default="default", help="'default', a preset, or a .safetensors checkpoint")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--device", default="cpu", help="torch device to run the editor on, e.g. cpu, cuda, cuda:1, mps (default %(default)s)")  # fmt: skip
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
+                   help="compute precision: fp16/bf16 run convolutions and matmuls under autocast, weights stay fp32; recorded in the reports (default %(default)s)")  # fmt: skip
     p.add_argument("--people", type=int, default=3, help="unseen people, one edit style each (default 3)")
     p.add_argument("--yaws", default=None, metavar="DEG,...", help="evaluation views in degrees (write --yaws=-40,0,40 for negative values); synthetic: input at 0, default -35,-15,0,15,35; --real: novel views besides the input camera, default -30,-20,20,30")
     p.add_argument("--styles", default=None, metavar="NAME,...", help="edit styles to cycle through (default bronze,zombie,red_hair; 'all' for every style)")
@@ -43,7 +44,9 @@ def register(subparsers) -> None:
     p.add_argument("--arcface", type=Path, default=None, metavar="MODEL.onnx", help="local insightface recognition model")
     p.add_argument("--clip", type=Path, default=None, metavar="DIR", help="local transformers CLIPModel folder")
     p.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/results; benchmarks/results/real_faces with --real/--real-clip)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the synthetic people, their reference images and the talking-head sequence; "
+                   "not used with --real/--real-clip (default %(default)s)")  # fmt: skip
     p.set_defaults(func=cmd_eval)
 
 

@@ -22,6 +22,8 @@ MESH_RESOLUTIONS = (16, 512)  # below: no recognisable head; above: gigabytes of
 def register(subparsers) -> None:
     from live3dpe.model.known_styles import prompt_help_epilog
 
+    from .portrait import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
+
     epilog = prompt_help_epilog()
     p = subparsers.add_parser(
         "live", help="edit a live camera (or clip) in real time", description="Capture, edit the face in 3D, show or send it on.",
@@ -33,9 +35,13 @@ def register(subparsers) -> None:
     src.add_argument("--list-cameras", action="store_true", help="list cameras and exit")
     _add_model_args(p)
     p.add_argument("--output", default="window", metavar="virtualcam|window|FILE.mp4", help="where the edited video goes (default window)")
-    p.add_argument("--width", type=int, default=1280)
-    p.add_argument("--height", type=int, default=720)
-    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--width", type=int, default=1280,
+                   help="frame width in pixels asked of the camera (it may pick a size it supports) or made by --source "
+                   "synthetic; video files and image folders keep their own (default %(default)s)")  # fmt: skip
+    p.add_argument("--height", type=int, default=720, help="frame height in pixels, like --width (default %(default)s)")
+    p.add_argument("--fps", type=float, default=30.0,
+                   help="frames per second asked of the camera, made by --source synthetic or read from an image "
+                   "folder; video files keep their own rate (default %(default)g)")  # fmt: skip
     p.add_argument("--no-mjpg", dest="mjpg", action="store_false", help="do not ask the camera for MJPG")
     p.add_argument("--mirror", action="store_true", help="mirror the output (selfie view)")
     p.add_argument("--overlay", action="store_true", help="draw FPS and ms per stage")
@@ -55,8 +61,9 @@ def register(subparsers) -> None:
         "(no partial file on failure, Ctrl+C or SIGTERM).",
         epilog=epilog,
     )
-    p.add_argument("input", type=Path, metavar="IN.mp4")
-    p.add_argument("output", type=Path, metavar="OUT.mp4")
+    p.add_argument("input", type=Path, metavar="IN.mp4", help="the video to edit (any file FFmpeg/PyAV can decode)")
+    p.add_argument("output", type=Path, metavar="OUT.mp4",
+                   help="the edited video: .mp4, .mov or .mkv in an existing folder, not IN itself")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (default: refuse, before any work)")
     p.add_argument("--strict", action="store_true", help="fail (and write nothing) if any frame could not be decoded or edited")
     _add_model_args(p)
@@ -69,8 +76,11 @@ def register(subparsers) -> None:
         "work; the files appear in DIR only when all of them were made (existing files of the same name are replaced).",
         epilog=epilog,
     )
-    p.add_argument("portrait", type=Path, metavar="PORTRAIT.jpg")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("portrait", type=Path, metavar="PORTRAIT.jpg",
+                   help=f"photo with the face to edit (JPEG, PNG, ...; sides {MIN_IMAGE_SIDE}..{MAX_IMAGE_SIDE} pixels)")  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="folder for the results, created if missing: crop.png, edited.png, edited_in_photo.png, "
+                   "view_yaw<YAW>.png for each of --views, orbit.mp4 (and mesh.ply with --mesh)")  # fmt: skip
     p.add_argument("--views", default="-30,0,30", metavar="YAWS", help=f"comma-separated yaw angles in degrees, within ±{MAX_VIEW_YAW_DEG:g} (default -30,0,30)")
     # let `--views -30,0,30` read as a value, not an option (argparse only knows plain negative numbers)
     p._negative_number_matcher = re.compile(r"^-\d+(\.\d*)?(,\s*[-+]?\d+(\.\d*)?)*$")

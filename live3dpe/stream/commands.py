@@ -6,11 +6,12 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("sample", help="write the demo clip (synthetic moving face + audio tone)")
-    p.add_argument("output", type=Path, metavar="OUT.mp4")
-    p.add_argument("--seconds", type=float, default=4.0)
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
-    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("output", type=Path, metavar="OUT.mp4",
+                   help="where to write the clip: .mp4, .mov or .mkv in an existing folder (H.264 video, a 440 Hz tone as audio)")  # fmt: skip
+    p.add_argument("--seconds", type=float, default=4.0, help="clip length in seconds, above 0 (default %(default)g)")
+    p.add_argument("--width", type=int, default=640, help="frame width in pixels, at least 64 (default %(default)s)")
+    p.add_argument("--height", type=int, default=480, help="frame height in pixels, at least 64 (default %(default)s)")
+    p.add_argument("--fps", type=float, default=30.0, help="frames per second (default %(default)g)")
     p.set_defaults(func=cmd_sample)
 
 

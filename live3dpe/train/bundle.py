@@ -199,8 +199,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edit-minutes", type=float, default=d.edit_minutes, help=f"stage 2 budget (default {d.edit_minutes:g})")
     p.add_argument("--restart-minutes", type=float, default=d.restart_minutes,
                    help=f"small only: stage 2 warm restart, a fresh optimizer from stage 2's result (default {d.restart_minutes:g}; 0: none)")  # fmt: skip
-    p.add_argument("--people", type=int, default=d.people)
-    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--people", type=int, default=d.people,
+                   help=f"synthetic people in the stage-1 dataset, {d.views} views each (default %(default)s; small's stage 2 renders "
+                   f"its own set of {d.appearance_people} people); a dataset already in --work is reused")  # fmt: skip
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch CPU threads (default %(default)s: the tiny convolutions run fastest single-threaded)")  # fmt: skip
     p.add_argument("--text-backend", default=d.text_backend, metavar="SPEC", help=text_backend_help(d.text_backend))
     p.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts")
 

@@ -124,8 +124,9 @@ def _adapt(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser, steps_default: int | None = None) -> None:
     p.add_argument("--steps", type=int, default=steps_default, help="total optimisation steps")
     p.add_argument("--minutes", type=float, help="wall-clock budget of this run")
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=2, help="input images per optimisation step (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of freshly initialised weights and of the batch and augmentation draws; --resume continues the saved RNG state (default %(default)s)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from OUT's optimizer/RNG state if present")
     p.add_argument("--checkpoint-every", type=float, default=120.0, help="seconds between checkpoints")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -138,14 +139,16 @@ def text_backend_help(default: str) -> str:
 
 
 def register(subparsers) -> None:
+    from live3dpe.model.config import PRESETS
+
     train = subparsers.add_parser("train", help="train the editor: 3D prior, 3DPE distillation, bundled model")
     sub = train.add_subparsers(dest="train_command", metavar="TRAIN_COMMAND", required=True)
 
     p = sub.add_parser("prior", help="stage 1: multi-view reconstruction (E_low, E_high, E_t, decoder, SR)")
     p.add_argument("--data", required=True, help="synthetic EG3D-layout dataset (`live3dpe data synth`)")
     p.add_argument("--out", required=True, help="checkpoint .safetensors (+ .train.pt optimizer/RNG state)")
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--preset", default="tiny", help=f"model preset to build and train from scratch: {', '.join(PRESETS)} (default %(default)s)")  # fmt: skip
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default %(default)g)")
     p.add_argument("--views", type=int, choices=(1, 2), default=2, help="rendered views per person and step")
     p.add_argument("--styled-prob", type=float, default=0.5,
                    help="chance that a person is shown in their dataset style (all views) instead of unedited")
@@ -154,11 +157,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=_prior)
 
     p = sub.add_parser("edit", help="stage 2: freeze the prior, distil edits (paper Eq. 4-7)")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="synthetic EG3D-layout dataset with paired edits (`live3dpe data synth`)")  # fmt: skip
     p.add_argument("--prior", required=True, help="stage-1 checkpoint")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="checkpoint .safetensors (+ .train.pt optimizer/RNG state)")
     p.add_argument("--styles", nargs="+", help="train on these styles only")
-    p.add_argument("--image-prompt-prob", type=float, default=0.4)
+    p.add_argument("--image-prompt-prob", type=float, default=0.4,
+                   help="chance, 0..1, that a step prompts with a reference image of the style instead of text "
+                   "(default %(default)g; 0 when the dataset has no image prompts)")  # fmt: skip
     p.add_argument("--lr", type=float, default=6e-4, help="learning rate (of E_t when --prompt-lr is given)")
     p.add_argument("--prompt-lr", type=float, help="own learning rate for the freshly initialised prompt side (cross-attention, prompt encoders)")
     p.add_argument("--text-backend", metavar="SPEC", help=text_backend_help("the prior's") + "; another than the prior's gets a fresh text projection")
@@ -177,13 +182,14 @@ def register(subparsers) -> None:
                    help="faces: find and align the face in each before photo and crop its after the same way, as the "
                    "UI does; none: the images are aligned crops (with dataset.json camera labels); auto (default): "
                    "none when the folder has dataset.json, else faces")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--minutes", type=float, default=5.0)
+    p.add_argument("--checkpoint", required=True, help="the live3dpe .safetensors checkpoint to customize")
+    p.add_argument("--out", required=True, help="where to write the adapted checkpoint (must end in .safetensors; a .json sidecar is written next to it)")  # fmt: skip
+    p.add_argument("--minutes", type=float, default=5.0, help="optimisation time budget in minutes (default %(default)g)")  # fmt: skip
     p.add_argument("--steps", type=int, help="stop after this many steps (default: only the time budget)")
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=2,
+                   help="pairs per step, drawn at random with replacement, capped at the number of pairs (default %(default)s)")  # fmt: skip
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default %(default)g)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random pair draws and of the losses' random draws (default %(default)s)")  # fmt: skip
     p.add_argument("--log", help="loss-vs-time CSV (default: next to --out)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default %(default)s)")
     p.set_defaults(func=_adapt)
