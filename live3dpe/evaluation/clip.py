@@ -183,7 +183,8 @@ def run_clip(editor, path: Path, prompts: tuple[str, ...], identity: DlibIdentit
         raise ValueError("the clip check needs at least one prompt")
     from tqdm import tqdm
 
-    from live3dpe.evaluation.real import environment, model_description
+    from live3dpe.evaluation.real import model_description
+    from live3dpe.evaluation.suite import environment
 
     frames, fps = read_clip(path, max_frames)
     inputs = [f.image for f in frames]

@@ -240,6 +240,7 @@ def run_real(
     """Every portrait of a folder -> (JSON payload, contact sheet or None when nothing could be edited)."""
     from tqdm import tqdm
 
+    from live3dpe.evaluation import suite
     from live3dpe.pipeline.portrait import NoFaceError
 
     if references is not None and not references.is_dir():
@@ -270,7 +271,7 @@ def run_real(
     sheet = contact_sheet(sheet_rows, columns, cfg.tile) if sheet_rows else None
     payload = {
         "benchmark": "real_faces",
-        "environment": environment(service.editor),
+        "environment": suite.environment(service.editor),
         "model": model_description(service.editor),
         "config": {
             "portraits": str(portraits),
@@ -289,24 +290,6 @@ def run_real(
         "seconds": time.perf_counter() - t0,
     }
     return payload, sheet
-
-
-def environment(editor) -> dict:
-    """Where and with what a result was measured (the fields the synthetic suite stamps too)."""
-    import os
-
-    import torch
-
-    from live3dpe.evaluation.suite import device_description, git_commit
-
-    return {
-        "device": device_description(editor.device),
-        "precision": str(editor.dtype).replace("torch.", ""),
-        "torch": torch.__version__,
-        "commit": git_commit(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
 
 
 def model_description(editor) -> dict:

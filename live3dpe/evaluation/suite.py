@@ -52,6 +52,18 @@ def device_description(device: torch.device) -> str:
     return f"CPU {name} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
+def environment(editor: Editor) -> dict:
+    """Where and with what a result was measured: every evaluation payload stamps these fields."""
+    return {
+        "device": device_description(editor.device),
+        "precision": str(editor.dtype).replace("torch.", ""),
+        "torch": torch.__version__,
+        "commit": git_commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
 def run_suite(editor: Editor, cfg: SuiteConfig, learned: LearnedMetrics) -> dict:
     """Run everything -> the payload `markdown` and the report read."""
     t0 = time.perf_counter()
@@ -62,14 +74,7 @@ def run_suite(editor: Editor, cfg: SuiteConfig, learned: LearnedMetrics) -> dict
     trained = editor.meta is not None
     return {
         "benchmark": "quality",
-        "environment": {
-            "device": device_description(editor.device),
-            "precision": str(editor.dtype).replace("torch.", ""),
-            "torch": torch.__version__,
-            "commit": git_commit(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        },
+        "environment": environment(editor),
         "model": {"preset": editor.config.name, "weights": editor.weights_version, "trained": trained},
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
         "unavailable": learned.notes(),
