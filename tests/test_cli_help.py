@@ -19,7 +19,7 @@ def _parsers(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[tuple
 
 def test_every_cli_argument_has_help():
     missing = [
-        " ".join([*path, "/".join(action.option_strings) or action.metavar or action.dest])
+        " ".join([*path, str("/".join(action.option_strings) or action.metavar or action.dest)])
         for path, parser in _parsers(build_parser(), ["live3dpe"])
         for action in parser._actions
         if not isinstance(action, argparse._SubParsersAction) and action.dest != "help" and not (action.help or "").strip()
