@@ -6,12 +6,14 @@ turns so a busy machine slows all alike: in-process (`ModelRunner`: the encode, 
 and render stages' calls), Ray (`RayRunner.edit`: one round trip with the smoothing state, what
 the Ray back end's stages do) and Ray per stage (encode, fuse and render as a round trip each,
 smoothing in the front end: the back end before it was fused). A local Ray instance on this
-machine, loopback. The overhead of a round is p50(Ray) - p50(in-process) per frame; the result
+machine, loopback. Where a Ray frame's time goes: a second replica of the same deployment stamps
+when each `edit` enters and leaves it (wall clock, one machine), splitting the frame into the way
+there, the time in the replica (batching, thread hand-over, the model) and the way back. The overhead of a round is p50(Ray) - p50(in-process) per frame; the result
 is the median over rounds, with the load average around each. `@serve.batch` waits 0 ms here,
 so the figure is the transport's (a served stream also waits `--batch-wait-ms` for company, as
 with the in-process shared runner).
 
-    python benchmarks/ray_overhead.py [--frames 30] [--rounds 3] [--cpus 2]
+    python benchmarks/ray_overhead.py [--frames 30] [--rounds 3] [--cpus 2]   (results/: --frames 60 --rounds 5)
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from common import environment, write_results  # noqa: E402
 
 from live3dpe.model.cameras import Camera  # noqa: E402
 from live3dpe.model.editor import Editor  # noqa: E402
-from live3dpe.pipeline.ray_backend import RayRunner, fast_handle  # noqa: E402
+from live3dpe.pipeline.ray_backend import EditorDeployment, RayRunner, WireFormat, fast_handle  # noqa: E402
 from live3dpe.pipeline.runner import ModelRunner  # noqa: E402
 from live3dpe.tracking import PlanesSmoother  # noqa: E402
 
@@ -44,6 +46,29 @@ class Echo:
 
     def echo(self, x):
         return x
+
+
+class StampedEditor(EditorDeployment):
+    """The back end's deployment, telling when a request entered and left the replica."""
+
+    async def stamped_edit(self, *request) -> tuple:
+        entered = time.time()
+        image, smoother = await self.edit(*request)
+        return image, smoother, entered, time.time()
+
+
+class Legs:
+    """`RayRunner.edit` on the stamped replica; `legs` collects (there, in replica, back) in ms."""
+
+    def __init__(self, handle, editor: Editor) -> None:
+        self.handle, self.wire, self.legs = handle, WireFormat(editor), []
+
+    def __call__(self, runner, smoother: PlanesSmoother, crop: np.ndarray, camera: Camera, prompt, view: Camera, geometry: bool) -> None:
+        request = (crop, camera.label.numpy(), geometry, self.wire.pack_prompt(prompt), view.label.numpy(), self.wire.pack_smoother(smoother), 0.0)
+        sent = time.time()
+        _, smoothed, entered, left = self.handle.stamped_edit.remote(*request).result()
+        self.legs.append((1e3 * (entered - sent), 1e3 * (left - entered), 1e3 * (time.time() - left)))
+        self.wire.load_smoother(smoother, smoothed)
 
 
 def staged(runner: ModelRunner, smoother: PlanesSmoother, crop: np.ndarray, camera: Camera, prompt, view: Camera, geometry: bool) -> None:
@@ -59,7 +84,7 @@ def fused(runner: ModelRunner, smoother: PlanesSmoother, crop: np.ndarray, camer
     runner.edit(crop, camera, prompt, view, geometry, smoother, 0.0)
 
 
-def one_round(paths: dict[str, tuple[ModelRunner, Callable]], echo, editor: Editor, mode: str, frames: int) -> dict:
+def one_round(paths: dict[str, tuple[ModelRunner, Callable]], echo, legs: Legs, editor: Editor, mode: str, frames: int) -> dict:
     rng = np.random.default_rng(0)
     crop = rng.integers(0, 256, (editor.crop_resolution,) * 2 + (3,), dtype=np.uint8)
     camera, prompt = Camera.from_yaw_pitch(0.1, 0.05), editor.encode_prompt(text="golden statue")
@@ -69,6 +94,7 @@ def one_round(paths: dict[str, tuple[ModelRunner, Callable]], echo, editor: Edit
     load_before = os.getloadavg()[0]
     samples: dict[str, list[float]] = {name: [] for name in paths}
     echoes = []
+    legs.legs.clear()
     for i in range(frames + 2):  # two warm-up frames
         for name, (runner, run) in paths.items():
             t = time.perf_counter()
@@ -84,6 +110,7 @@ def one_round(paths: dict[str, tuple[ModelRunner, Callable]], echo, editor: Edit
         "overhead_ms": frame["ray"] - frame["in-process"],
         "per_stage_overhead_ms": frame["ray per stage"] - frame["in-process"],
         "echo_ms": float(np.median(echoes[2:])),
+        "legs_ms": dict(zip(("there", "in_replica", "back"), np.median(np.array(legs.legs[2:]), 0).tolist())),
         "load_average": [load_before, os.getloadavg()[0]],
     }
 
@@ -100,8 +127,11 @@ def main() -> None:
     inline = ModelRunner(editor, cpu_threads=max(1, args.cpus // 3))
     try:
         echo = fast_handle(serve.run(Echo.bind(), name="echo", route_prefix=None), editor)
-        paths = {"in-process": (inline, staged), "ray": (remote, fused), "ray per stage": (remote, staged)}
-        rounds = {mode: [one_round(paths, echo, editor, mode, args.frames) for _ in range(args.rounds)] for mode in ("paste", "view")}
+        stamped = serve.deployment(name="stamped", ray_actor_options={"num_cpus": 0}, logging_config={"enable_access_log": False})(StampedEditor)
+        app = stamped.bind("default", "cpu", editor.weights_version, max_batch=8, batch_wait_s=0.0, cpu_threads=inline.cpu_threads)
+        legs = Legs(fast_handle(serve.run(app, name="stamped", route_prefix=None), editor), editor)
+        paths = {"in-process": (inline, staged), "ray": (remote, fused), "ray per stage": (remote, staged), "ray, stamped": (remote, legs)}
+        rounds = {mode: [one_round(paths, echo, legs, editor, mode, args.frames) for _ in range(args.rounds)] for mode in ("paste", "view")}
     finally:
         remote.close()
     rows = []
@@ -113,6 +143,7 @@ def main() -> None:
             "ray_ms": statistics.median(r["frame_ms"]["ray"] for r in results),
             "per_stage_overhead_ms": statistics.median(r["per_stage_overhead_ms"] for r in results),
             "echo_ms": statistics.median(r["echo_ms"] for r in results),
+            "legs_ms": {k: statistics.median(r["legs_ms"][k] for r in results) for k in ("there", "in_replica", "back")},
             "load_average": [r["load_average"] for r in results],
             "rounds": results,
         }
@@ -128,13 +159,15 @@ def main() -> None:
         "",
         "Smoothing on. Ray Serve: one round trip a frame (`edit`, the smoothing state going along), as the Ray back end "
         "runs; per stage: encode, fuse and render as a round trip each (the back end before, measured in the same turns); "
-        "echo: a Serve round trip doing nothing (same handle options, the crop as payload).",
+        "echo: a Serve round trip doing nothing (same handle options, the crop as payload). Legs: the stamped replica's "
+        "`edit` split into the way there, the time in the replica and the way back (medians).",
         "",
-        "| mode | overhead / frame | in-process | Ray Serve | per stage: overhead / frame | echo | load average (1 min) per round |",
-        "|---|---|---|---|---|---|---|",
+        "| mode | overhead / frame | in-process | Ray Serve | legs: there / in replica / back | per stage: overhead / frame | echo | load average (1 min) per round |",
+        "|---|---|---|---|---|---|---|---|",
         *(
             f"| {r['mode']} | {r['overhead_ms']:.1f} ms | {r['in_process_ms']:.1f} ms | {r['ray_ms']:.1f} ms | "
-            f"{r['per_stage_overhead_ms']:.1f} ms | {r['echo_ms']:.1f} | " + ", ".join(f"{a:.1f}-{b:.1f}" for a, b in r["load_average"]) + " |"
+            + " / ".join(f"{r['legs_ms'][k]:.1f}" for k in ("there", "in_replica", "back")) + " ms | "
+            + f"{r['per_stage_overhead_ms']:.1f} ms | {r['echo_ms']:.1f} | " + ", ".join(f"{a:.1f}-{b:.1f}" for a, b in r["load_average"]) + " |"
             for r in rows
         ),
         "",
