@@ -92,7 +92,7 @@ def markdown(rows: list[dict]) -> str:
               "ms / edit is `eval --real`'s median on the machine as it was: the two \"continued 14 min\" rows ran beside a training run, "
               "the \"retrained 60 min\" row beside `realface_check.py` (the same model alone: see real_faces.md).",
               "", *(f"- {r['name']}: {r['note']}" for r in rows if r.get("note")),
-              "", "Contact sheets: " + ", ".join(f"[{r['name']}](results/ab_editor/{r['folder']}/contact_sheet.png)" for r in rows), ""]
+              "", "Contact sheets: " + ", ".join(f"[{r['name']}](results/ab_editor/{r['folder']}/contact_sheet.jpg)" for r in rows), ""]
     return "\n".join(lines)
 
 

@@ -196,7 +196,7 @@ def section(title: str, body: str | None, image: str | None = None) -> list[str]
 
 def real_faces_section() -> list[str]:
     """The real-portrait table with its contact sheet, then one table per real clip."""
-    sheet = f"{REAL_FACES}/contact_sheet.png"
+    sheet = f"{REAL_FACES}/contact_sheet.jpg"
     lines = section(
         "Real faces: identity, colour direction, sharpness (`live3dpe eval --real`)",
         md_body(f"{REAL_FACES}/real_faces.md") or REAL_NOT_MEASURED,

@@ -30,7 +30,7 @@ from live3dpe.evaluation.facestats import (
 )
 from live3dpe.evaluation.identity import NO_FACE_DISTANCE, SAME_PERSON, DlibIdentity, load_dlib_identity
 from live3dpe.evaluation.learned import Unavailable
-from live3dpe.evaluation.sheet import contact_sheet
+from live3dpe.evaluation.sheet import contact_sheet, write_image
 
 HAS_DLIB = importlib.util.find_spec("dlib") is not None and importlib.util.find_spec("face_recognition_models") is not None
 needs_dlib = pytest.mark.skipif(not HAS_DLIB, reason="dlib / face-recognition-models not installed (the `eval` extra)")
@@ -197,6 +197,17 @@ def test_contact_sheet_layout():
         contact_sheet([], ["input"], tile)
 
 
+def test_write_image_png_exact_jpg_close_and_small(tmp_path):
+    photo = np.ascontiguousarray(data.astronaut())
+    png, jpg = write_image(tmp_path / "a.png", photo), write_image(tmp_path / "a.jpg", photo)
+    back = {p.suffix: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in (png, jpg)}
+    assert np.array_equal(back[".png"], photo)
+    assert np.abs(back[".jpg"].astype(int) - photo).mean() < 4 and jpg.stat().st_size < png.stat().st_size / 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a.png"]  # no part files left
+    with pytest.raises(ValueError, match=r"a\.webp.*\.png or \.jpg"):
+        write_image(tmp_path / "a.webp", photo)
+
+
 # ---------------------------------------------------------------------------------- commands
 def write_rgb(path, rgb: np.ndarray) -> None:
     assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -232,13 +243,13 @@ def test_eval_real_end_to_end(tmp_path, single_thread, capsys):
     summary = payload["summary"]
     assert summary["portraits"] == 1 and summary["ms_per_edit_median"] > 0
     assert set(payload["by_edit"]) == set(row["edits"])
-    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    sheet = cv2.imread(str(out / "contact_sheet.jpg"))
     # one row; input, no prompt, the prompt, reference, its edit, two novel views
     assert sheet is not None and sheet.shape[1] == 7 * 128 and sheet.shape[0] == 22 + 128
     pasted = cv2.imread(str(out / "pasted" / "astronaut" / "golden_statue.png"))
     assert pasted is not None and pasted.shape == astronaut().shape
     md = (out / "real_faces.md").read_text()
-    assert "| golden statue | b +8 |" in md and "blank.png" in md and "contact_sheet.png" in md
+    assert "| golden statue | b +8 |" in md and "blank.png" in md and "contact_sheet.jpg" in md
     assert "golden statue" in capsys.readouterr().out
 
 
@@ -300,9 +311,9 @@ def test_report_embeds_the_real_face_table_sheet_and_clips(tmp_path, monkeypatch
     real = tmp_path / "real_faces"
     real.mkdir()
     (real / "real_faces.md").write_text("# Real faces\n\n| edit | ID distance |\n|---|---|\n| zombie | 0.7 |\n")
-    write_rgb(real / "contact_sheet.png", face_crop())
+    write_rgb(real / "contact_sheet.jpg", face_crop())
     (real / "clip_d9.md").write_text("# Real clip `d9.mp4`\n\n| prompt | smoothing |\n|---|---|\n| zombie | on |\n")
     text = report.build_report()
-    assert "| zombie | 0.7 |" in text and "(results/real_faces/contact_sheet.png)" in text
+    assert "| zombie | 0.7 |" in text and "(results/real_faces/contact_sheet.jpg)" in text
     assert "### Real clip `d9.mp4` (`live3dpe eval --real-clip`)" in text and "| zombie | on |" in text
     assert report.REAL_NOT_MEASURED not in text and "# Real faces\n" not in text

@@ -106,11 +106,11 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def cmd_real(args: argparse.Namespace) -> int:
-    """Real portraits -> real_faces.json, real_faces.md, contact_sheet.png and pasted/ under --out."""
+    """Real portraits -> real_faces.json, real_faces.md, contact_sheet.jpg and pasted/ under --out."""
     from live3dpe.evaluation.identity import load_dlib_identity
     from live3dpe.evaluation.learned import Unavailable
     from live3dpe.evaluation.real import RealConfig, markdown, run_real
-    from live3dpe.evaluation.sheet import write_png
+    from live3dpe.evaluation.sheet import write_image
     from live3dpe.pipeline.portrait import PortraitService
     from live3dpe.pose import FacePoseEstimator
 
@@ -124,7 +124,7 @@ def cmd_real(args: argparse.Namespace) -> int:
     payload, sheet = run_real(service, args.real, args.references, identity, cfg, photos=out / "pasted")
     sheet_name = None
     if sheet is not None:
-        sheet_name = write_png(out / "contact_sheet.png", sheet).name
+        sheet_name = write_image(out / "contact_sheet.jpg", sheet).name
     _write_text(out / "real_faces.json", json.dumps(payload, indent=1) + "\n")
     md = markdown(payload, sheet_name)
     _write_text(out / "real_faces.md", "# Real faces\n\n" + md)

@@ -38,7 +38,7 @@ from live3dpe.evaluation.facestats import (
 )
 from live3dpe.evaluation.identity import DlibIdentity
 from live3dpe.evaluation.learned import Unavailable
-from live3dpe.evaluation.sheet import contact_sheet, write_png
+from live3dpe.evaluation.sheet import contact_sheet, write_image
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class RealFaceEvaluator:
             if photos is not None:
                 obs = result.observation
                 pasted = paste_back(image, result.edited, obs.crop_affine, crop_size=obs.crop_size)
-                write_png(photos / path.stem / f"{slug(label)}.png", pasted)
+                write_image(photos / path.stem / f"{slug(label)}.png", pasted)
             progress()
         row["spread"] = spread(outputs_for_spread)
         return row, tiles
