@@ -43,6 +43,9 @@ def configure_logging(verbose: bool) -> None:
         warnings.filterwarnings("ignore", module=NOISY_WARNING_MODULES)
         # Qt (OpenCV's preview window) warns at exit about timers of a GUI thread that has ended
         os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
+        # transformers draws a "Loading weights" bar for the text encoder's 103 tensors (read
+        # when transformers is imported, which happens later, on the first text prompt)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 class _FdFilter:

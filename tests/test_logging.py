@@ -90,8 +90,10 @@ def test_library_info_and_warnings_are_quiet_unless_verbose():
 
 @pytest.mark.slow
 def test_a_command_that_starts_mediapipe_prints_no_native_noise(tmp_path):
-    """`live` loads the model and starts FaceMesh: by default stderr shows only our lines."""
-    args = ["-m", "live3dpe.cli", "live", "--source", "synthetic", "--width", "256", "--height", "192", "--max-frames", "3"]
+    """`live` loads the model and its text encoder and starts FaceMesh: by default stderr shows
+    only our lines (no native logs, no progress bar of transformers)."""
+    args = ["-m", "live3dpe.cli", "live", "--source", "synthetic", "--width", "256", "--height", "192", "--max-frames", "3",
+            "--prompt", "golden statue"]  # fmt: skip
     quiet = _run([*args, "--output", str(tmp_path / "quiet.mp4")])
     verbose = _run([args[0], args[1], "-v", *args[2:], "--output", str(tmp_path / "verbose.mp4")])
     assert quiet.returncode == 0 and verbose.returncode == 0, quiet.stderr + verbose.stderr
