@@ -224,6 +224,7 @@ def build_report() -> str:
     if quality:
         lines += [f"![flicker](results/{plot_flicker(quality)})", ""]
     lines += real_faces_section()
+    lines += section("Real faces on worse photos: soft, noisy, dark, JPEG, webcam", md_body("photo_robustness.md"))
     lines += section("Editor A/B: old design vs each change (issue 14)", md_body("ab_editor/ab_editor.md"))
     ceiling = md_body("novel_view_ceiling.md")  # its contact sheet is named relative to results/
     lines += section("What limits novel views: geometry, fill and background swapped for the truth", ceiling, "novel_view_ceiling.png" if ceiling else None)
