@@ -17,6 +17,10 @@ time, on the held-out synthetic people of `live3dpe.train.evaluate` (input front
   background: as the geometry says | the true background plate (the input's background,
             push-pull inpainted behind the head, at the same pixel).
 
+And where the shipped model's error lies: its squared error split by region of the true view, the
+head's silhouette band (the true mask dilated minus eroded by BAND px: about one ray of a 32² grid
+at 256 px), the head inside it and the background outside it.
+
 Writes `benchmarks/results/novel_view_ceiling.{json,md}` and a contact sheet (`.png`).
 """
 from __future__ import annotations
@@ -50,6 +54,7 @@ FILLS: dict[str, Fill] = {
     "push-pull": lambda c, vis, grid, neural: push_pull(c, vis),
 }
 FAR = 9.0  # world units: the true depth of background rays (the head is at ~2.5)
+BAND = 6  # px each side of the true silhouette at 256 px
 
 
 def resize(x: Tensor, size: int, mode: str = "bilinear") -> Tensor:
@@ -72,6 +77,13 @@ def psnr(pred: Tensor, truth: Tensor) -> float:
 
 
 @torch.no_grad()
+def regions(mask: Tensor, band: int) -> dict[str, Tensor]:
+    """True mask [B, 1, H, W] -> {region: 0/1 map}: silhouette band (±band px), head inside it, background outside."""
+    dilated = F.max_pool2d(mask, 2 * band + 1, 1, band)
+    eroded = 1 - F.max_pool2d(1 - mask, 2 * band + 1, 1, band)
+    return {"silhouette band": dilated - eroded, "head": eroded, "background": 1 - dilated}
+
+
 def measure(checkpoint: str, people: int, size: int) -> tuple[dict, np.ndarray]:
     net, meta = load_checkpoint(checkpoint)
     if not net.cfg.appearance_route:
@@ -79,6 +91,7 @@ def measure(checkpoint: str, people: int, size: int) -> tuple[dict, np.ndarray]:
     rays = net.cfg.render.neural_resolution
     labels = cameras.Camera.from_yaw_pitch(torch.tensor([0.0, -math.radians(30), math.radians(30)]), torch.zeros(3)).label
     scores: dict[tuple[str, str, str], list[float]] = {}
+    error: dict[str, list[float]] = {}  # region -> [squared error summed over its pixels, pixels]
     sheet = []
     for p in range(people):
         person = sample_person(np.random.default_rng([EVAL_SEED, p]))
@@ -107,6 +120,11 @@ def measure(checkpoint: str, people: int, size: int) -> tuple[dict, np.ndarray]:
                 "true, per pixel": (true_depth[v : v + 1], true_depth[:1]),
             }
             scores.setdefault(("shipped model", "", ""), []).append(psnr(resize(out.image, size), truth))
+            squared = ((resize(out.image, size) - truth) ** 2).mean(1, keepdim=True)
+            for name, region in regions(mask, BAND * size // 256).items():
+                total = error.setdefault(name, [0.0, 0.0])
+                total[0] += float((squared * region).sum())
+                total[1] += float(region.sum())
             for g, (d_out, d_in) in geometries.items():
                 colour, vis, grid = reproject_input(d_out, labels[v : v + 1], seen, d_in)
                 for f, fill in FILLS.items():
@@ -119,7 +137,9 @@ def measure(checkpoint: str, people: int, size: int) -> tuple[dict, np.ndarray]:
                 sheet = [photo, resize(out.image, size), *sheet, truth]
     rows = [{"geometry": g, "fill": f, "background": b, "psnr_novel": float(np.mean(v))} for (g, f, b), v in scores.items()]
     strip = torch.cat(sheet, -1)[0].permute(1, 2, 0)
-    return {"checkpoint": checkpoint, "people": people, "resolution": size, "rays": rays, "rows": rows}, ((strip + 1) * 127.5).clamp(0, 255).byte().numpy()
+    all_error, all_pixels = sum(e for e, _ in error.values()), sum(n for _, n in error.values())
+    by_region = [{"region": name, "pixels": n / all_pixels, "error": e / all_error, "psnr": 10 * math.log10(4 / (e / n))} for name, (e, n) in error.items()]
+    return {"checkpoint": checkpoint, "people": people, "resolution": size, "rays": rays, "rows": rows, "error_by_region": by_region}, ((strip + 1) * 127.5).clamp(0, 255).byte().numpy()
 
 
 def markdown(result: dict) -> str:
@@ -136,6 +156,14 @@ def markdown(result: dict) -> str:
     ]
     for r in result["rows"]:
         lines.append(f"| {r['geometry']} | {r['fill'] or '—'} | {r['background'] or '—'} | {r['psnr_novel']:.2f} |")
+    lines += [
+        "",
+        f"Where the shipped model's error lies (±30°, regions of the true view; the silhouette band is ±{BAND} px at 256 px):",
+        "",
+        "| region | share of pixels | share of squared error | PSNR within |",
+        "|---|---|---|---|",
+        *(f"| {r['region']} | {r['pixels']:.0%} | {r['error']:.0%} | {r['psnr']:.1f} |" for r in result["error_by_region"]),
+    ]
     lines += [
         "",
         "Contact sheet (person 0, yaw +30°): input · shipped model · true geometry at "
