@@ -42,8 +42,8 @@ def test_find_curves_locates_records_with_a_step_key(report):
 
 def test_report_without_results_says_not_yet_measured(report, tmp_path):
     text = report.build_report()
-    # quality, A/B, novel-view ceiling, model, pipeline, refactor A/B, pose, serve scale, batching, Ray, soak, adaptation
-    assert text.count(report.NOT_MEASURED) == 12
+    # quality, worse photos, A/B, novel-view ceiling, model, pipeline, refactor A/B, pose, serve scale, batching, Ray, soak, adaptation
+    assert text.count(report.NOT_MEASURED) == 13
     assert not list(tmp_path.glob("*.png"))
 
 
@@ -57,4 +57,4 @@ def test_report_plots_what_exists_and_stamps_it(report, tmp_path):
         assert f"results/{png}" in text
     assert "| x | 1 |" in text and "# Quality" not in text
     assert "`training_stage1.json`: 1 curve(s)" in text
-    assert text.count(report.NOT_MEASURED) == 10  # A/B, ceiling, model, pipeline, refactor A/B, pose, serve scale, batching, Ray, soak
+    assert text.count(report.NOT_MEASURED) == 11  # worse photos, A/B, ceiling, model, pipeline, refactor A/B, pose, serve scale, batching, Ray, soak
