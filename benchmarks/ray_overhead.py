@@ -3,8 +3,8 @@
 One frame = the model's part of it (paste: the input camera, no geometry; view: a novel camera),
 smoothing on (a still face: the stream's averages blend every frame), one stream, three ways in
 turns so a busy machine slows all alike: in-process (`ModelRunner`: the encode, fuse + smoothing
-and render stages' calls), Ray (`RayRunner.edit`: one round trip with the smoothing state, what
-the Ray back end's stages do) and Ray per stage (encode, fuse and render as a round trip each,
+and render stages' calls), Ray (`RayRunner.edit`: one round trip, the smoothing kept on the
+replica, what the Ray back end's stages do) and Ray per stage (encode, fuse and render as a round trip each,
 smoothing in the front end: the back end before it was fused). A local Ray instance on this
 machine, loopback. Where a Ray frame's time goes: a second replica of the same deployment stamps
 when each `edit` enters and leaves it (wall clock, one machine), splitting the frame into the way
@@ -35,7 +35,7 @@ from common import environment, write_results  # noqa: E402
 
 from live3dpe.model.cameras import Camera  # noqa: E402
 from live3dpe.model.editor import Editor  # noqa: E402
-from live3dpe.pipeline.ray_backend import EditorDeployment, RayRunner, WireFormat, fast_handle  # noqa: E402
+from live3dpe.pipeline.ray_backend import EditorDeployment, RayRunner, fast_handle  # noqa: E402
 from live3dpe.pipeline.runner import ModelRunner  # noqa: E402
 from live3dpe.tracking import PlanesSmoother  # noqa: E402
 
@@ -53,22 +53,22 @@ class StampedEditor(EditorDeployment):
 
     async def stamped_edit(self, *request) -> tuple:
         entered = time.time()
-        image, smoother = await self.edit(*request)
-        return image, smoother, entered, time.time()
+        image = await self.edit(*request)
+        return image, entered, time.time()
 
 
-class Legs:
-    """`RayRunner.edit` on the stamped replica; `legs` collects (there, in replica, back) in ms."""
+class StampedRunner(RayRunner):
+    """`RayRunner` on the stamped replica; `legs` collects (there, in replica, back) in ms."""
 
-    def __init__(self, handle, editor: Editor) -> None:
-        self.handle, self.wire, self.legs = handle, WireFormat(editor), []
+    def __init__(self, editor: Editor, handle) -> None:
+        super().__init__(editor, handle, timeout_s=60)
+        self.legs: list[tuple[float, float, float]] = []
 
-    def __call__(self, runner, smoother: PlanesSmoother, crop: np.ndarray, camera: Camera, prompt, view: Camera, geometry: bool) -> None:
-        request = (crop, camera.label.numpy(), geometry, self.wire.pack_prompt(prompt), view.label.numpy(), self.wire.pack_smoother(smoother), 0.0)
+    def _call(self, kind: str, *args, handle=None):
         sent = time.time()
-        _, smoothed, entered, left = self.handle.stamped_edit.remote(*request).result()
+        image, entered, left = super()._call(f"stamped_{kind}", *args, handle=handle)
         self.legs.append((1e3 * (entered - sent), 1e3 * (left - entered), 1e3 * (time.time() - left)))
-        self.wire.load_smoother(smoother, smoothed)
+        return image
 
 
 def staged(runner: ModelRunner, smoother: PlanesSmoother, crop: np.ndarray, camera: Camera, prompt, view: Camera, geometry: bool) -> None:
@@ -84,7 +84,7 @@ def fused(runner: ModelRunner, smoother: PlanesSmoother, crop: np.ndarray, camer
     runner.edit(crop, camera, prompt, view, geometry, smoother, 0.0)
 
 
-def one_round(paths: dict[str, tuple[ModelRunner, Callable]], echo, legs: Legs, editor: Editor, mode: str, frames: int) -> dict:
+def one_round(paths: dict[str, tuple[ModelRunner, Callable]], echo, legs: StampedRunner, editor: Editor, mode: str, frames: int) -> dict:
     rng = np.random.default_rng(0)
     crop = rng.integers(0, 256, (editor.crop_resolution,) * 2 + (3,), dtype=np.uint8)
     camera, prompt = Camera.from_yaw_pitch(0.1, 0.05), editor.encode_prompt(text="golden statue")
@@ -129,8 +129,8 @@ def main() -> None:
         echo = fast_handle(serve.run(Echo.bind(), name="echo", route_prefix=None), editor)
         stamped = serve.deployment(name="stamped", ray_actor_options={"num_cpus": 0}, logging_config={"enable_access_log": False})(StampedEditor)
         app = stamped.bind("default", "cpu", editor.weights_version, max_batch=8, batch_wait_s=0.0, cpu_threads=inline.cpu_threads)
-        legs = Legs(fast_handle(serve.run(app, name="stamped", route_prefix=None), editor), editor)
-        paths = {"in-process": (inline, staged), "ray": (remote, fused), "ray per stage": (remote, staged), "ray, stamped": (remote, legs)}
+        legs = StampedRunner(editor, fast_handle(serve.run(app, name="stamped", route_prefix=None), editor))
+        paths = {"in-process": (inline, staged), "ray": (remote, fused), "ray per stage": (remote, staged), "ray, stamped": (legs, fused)}
         rounds = {mode: [one_round(paths, echo, legs, editor, mode, args.frames) for _ in range(args.rounds)] for mode in ("paste", "view")}
     finally:
         remote.close()
@@ -157,7 +157,7 @@ def main() -> None:
         "",
         f"Median over {args.rounds} rounds of p50(Ray) - p50(in-process) on {args.frames} frames each (`benchmarks/ray_overhead.py`).",
         "",
-        "Smoothing on. Ray Serve: one round trip a frame (`edit`, the smoothing state going along), as the Ray back end "
+        "Smoothing on. Ray Serve: one round trip a frame (`edit`, the smoothing on the replica), as the Ray back end "
         "runs; per stage: encode, fuse and render as a round trip each (the back end before, measured in the same turns); "
         "echo: a Serve round trip doing nothing (same handle options, the crop as payload). Legs: the stamped replica's "
         "`edit` split into the way there, the time in the replica and the way back (medians).",

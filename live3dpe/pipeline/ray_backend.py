@@ -5,8 +5,13 @@ is one call on the deployment handle, made from the stage's own thread (the aioh
 waits on the model). The runner is fused (`ModelRunner.fused`): the stages make one `edit` call
 per frame (encode → fuse → smoothing → render on the replica), since a Serve round trip costs
 about as much as a model stage (8-12 ms on a loaded 2-core machine).
-The stream's smoothing state (a few hundred KB of running averages) travels with the call and
-comes back, so smoothing is the in-process pipeline's and any replica can serve any frame.
+A stream's smoothing state (running averages of its triplane and edit field: 0.8 MB in view mode)
+stays on the replica that serves the stream: the calls of a stream carry its id as Serve's
+multiplexed model id, so Serve routes them to the replica that holds it, and each call says which
+frame of the stream it is. A replica that did not see the previous frame (a frame lost on the way,
+a stream routed elsewhere, the replica restarted) starts that stream's smoothing afresh rather than
+blend with a past it did not see. Shipping the averages both ways cost 3 ms a view frame on
+loopback and 1.6 MB a frame between nodes.
 `EditorDeployment` holds an `Editor` per replica (replicas spread over the GPUs and nodes of the
 cluster) and gathers the calls of all streams into batches with `@serve.batch`, through the same
 batched model calls as the in-process `BatchingRunner` (batching.py).
@@ -31,6 +36,8 @@ import asyncio
 import dataclasses
 import logging
 import os
+import threading
+import uuid
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +48,8 @@ import ray
 import torch
 from ray import serve
 
+from live3dpe.tracking import PlanesSmoother, TriplaneSmoother
+
 from .batching import BATCHED, RunnerTimeout, raised, run_grouped
 from .runner import ModelRunner
 
@@ -50,11 +59,11 @@ if TYPE_CHECKING:
     from live3dpe.model.cameras import Camera
     from live3dpe.model.editor import Editor
     from live3dpe.model.types import Features, Guide, Planes, PromptEmbedding
-    from live3dpe.tracking import PlanesSmoother
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "live3dpe"
+STREAMS_PER_REPLICA = 64  # smoothing states a replica keeps (least recently used go): 0.85 MB each in view mode
 
 # What travels: plain tuples of numpy arrays (None for an absent tensor) and strings.
 Wire = tuple
@@ -157,27 +166,47 @@ class WireFormat:
 
         return Camera(self.tensor(label))
 
-    # a stream's smoothing: settings and running averages (the edit field's settings follow the triplane's)
-    @staticmethod
-    def pack_smoother(smoother: PlanesSmoother | None) -> Wire | None:
-        if smoother is None:
-            return None
-        return dataclasses.astuple(smoother.triplane), _array(smoother.triplane.average), _array(smoother.edit.average)
-
-    def unpack_smoother(self, wire: Wire | None) -> PlanesSmoother | None:
-        from live3dpe.tracking import PlanesSmoother, TriplaneSmoother
-
-        return None if wire is None else self.load_smoother(PlanesSmoother(TriplaneSmoother(*wire[0])), wire)
-
-    def load_smoother(self, smoother: PlanesSmoother, wire: Wire) -> PlanesSmoother:
-        """`smoother` with the averages of `wire` (what the other side's smoother ended with)."""
-        _, triplane, edit = wire
-        smoother.triplane.average, smoother.edit.average = self.tensor(triplane), self.tensor(edit)
-        return smoother
-
 
 def _array(t: torch.Tensor | None) -> np.ndarray | None:
     return None if t is None else t.detach().cpu().numpy()
+
+
+# a stream's smoothing, kept on the replica that serves it ------------------------------------------
+Smoothing = tuple  # what an edit request says of its stream's smoothing: (settings, resets, frame)
+
+
+@dataclasses.dataclass
+class StreamSmoothing:
+    """A stream's smoother on a replica, and where the stream stood: its smoother's settings and
+    reset count on the front end, and the number of the frame that would continue it."""
+
+    settings: tuple = ()
+    resets: int = -1
+    next_frame: int = -1
+    smoother: PlanesSmoother | None = None
+
+    def continued(self, settings: tuple, resets: int, frame: int) -> PlanesSmoother:
+        """The smoother for `frame` of the stream: this one when the request continues it, else a
+        fresh one (a frame was lost, the stream comes from another replica, it was reset)."""
+        if self.smoother is None or (settings, resets, frame) != (self.settings, self.resets, self.next_frame):
+            self.smoother, self.settings, self.resets = PlanesSmoother(TriplaneSmoother(*settings)), settings, resets
+        self.next_frame = frame + 1
+        return self.smoother
+
+
+class StreamClock:
+    """The front end's side: a stream id per smoother and the number of its next frame."""
+
+    def __init__(self) -> None:
+        self._streams: weakref.WeakKeyDictionary[PlanesSmoother, list] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def tick(self, smoother: PlanesSmoother) -> tuple[str, Smoothing]:
+        """-> (the stream's id, what its next request says of its smoothing)."""
+        with self._lock:
+            stream = self._streams.setdefault(smoother, [uuid.uuid4().hex, 0])
+            frame, stream[1] = stream[1], stream[1] + 1
+        return stream[0], (dataclasses.astuple(smoother.triplane), smoother.resets, frame)
 
 
 # the deployment (runs in each replica) ------------------------------------------------------------
@@ -219,9 +248,21 @@ class EditorDeployment:
         return raised(await self._render(planes, label))
 
     async def edit(self, crop: np.ndarray, label: np.ndarray, geometry: bool, prompt: Wire | None, view: np.ndarray,
-                   smoother: Wire | None, motion: float) -> tuple[np.ndarray, Wire | None]:  # fmt: skip
-        """A whole frame (`ModelRunner.edit`) → its face and the smoother it ended with."""
+                   smoothing: Smoothing | None, motion: float) -> np.ndarray:  # fmt: skip
+        """A whole frame (`ModelRunner.edit`) → its face; smoothing (None: off) with the smoother
+        this replica keeps for the stream the request's multiplexed model id names."""
+        smoother = None
+        if smoothing is not None:
+            stream = serve.get_multiplexed_model_id()
+            if not stream:
+                raise ValueError("a smoothed edit needs its stream's id as the multiplexed model id")
+            smoother = (await self._stream_smoothing(stream)).continued(*smoothing)
         return raised(await self._edit(crop, label, geometry, prompt, view, smoother, motion))
+
+    @serve.multiplexed(max_num_models_per_replica=STREAMS_PER_REPLICA)
+    async def _stream_smoothing(self, stream: str) -> StreamSmoothing:
+        """A stream this replica has not seen (or forgot, least recently used first) starts afresh."""
+        return StreamSmoothing()
 
     # batches: a result's guide image is made from the pixels of its request's crop or guide ------
     @serve.batch
@@ -244,12 +285,12 @@ class EditorDeployment:
 
     @serve.batch
     async def _edit(self, crops: list[np.ndarray], labels: list[np.ndarray], geometry: list[bool], prompts: list[Wire | None],
-                    views: list[np.ndarray], smoothers: list[Wire | None], motions: list[float]) -> list:  # fmt: skip
+                    views: list[np.ndarray], smoothers: list[PlanesSmoother | None], motions: list[float]) -> list:  # fmt: skip
         w = self.wire
         return await self._run("edit", list(zip(crops, labels, geometry, prompts, views, smoothers, motions)),
                                lambda crop, label, g, prompt, view, smoother, motion: (
-                                   crop, w.camera(label), g, w.unpack_prompt(prompt), w.camera(view), w.unpack_smoother(smoother), motion),
-                               lambda args, image: (image, w.pack_smoother(args[5])))  # fmt: skip
+                                   crop, w.camera(label), g, w.unpack_prompt(prompt), w.camera(view), smoother, motion),
+                               lambda args, image: image)  # fmt: skip
 
     async def _run(self, kind: str, requests: list[tuple], unpack: Callable[..., tuple], pack: Callable[[tuple, Any], Any]) -> list:
         loop = asyncio.get_running_loop()
@@ -272,8 +313,8 @@ class EditorDeployment:
 
 
 def request_bytes(editor: Editor) -> int:
-    """About the largest request or response of one frame: planes and their guide (view mode), or
-    an edit's crop or image with the smoothing averages (triplane and edit field)."""
+    """About the largest request or response of one frame: planes and their guide (view mode,
+    per-stage calls)."""
     cfg = editor.config
     planes = cfg.triplane_channels * cfg.triplane_resolution**2 * 4
     pixels = editor.crop_resolution**2 * 3
@@ -306,8 +347,8 @@ class RayRunner(ModelRunner):
 
     def __init__(self, editor: Editor, handle: DeploymentHandle, *, timeout_s: float = 2.0, owns_ray: bool = False,
                  app_name: str = APP_NAME) -> None:  # fmt: skip
-        super().__init__(editor, cpu_threads=1)  # the front end's own torch work is small (smoothing)
-        self.handle, self.timeout_s, self.wire = handle, timeout_s, WireFormat(editor)
+        super().__init__(editor, cpu_threads=1)  # the front end's own torch work is small (packing)
+        self.handle, self.timeout_s, self.wire, self.streams = handle, timeout_s, WireFormat(editor), StreamClock()
         self._owns_ray, self._app_name = owns_ray, app_name
 
     @classmethod
@@ -396,15 +437,16 @@ class RayRunner(ModelRunner):
     # (packing in `running`: the calling thread's torch threads, as for the in-process runner's work)
     def edit(self, crop: np.ndarray, camera: Camera, prompt: PromptEmbedding | None, view: Camera, geometry: bool = True,
              smoother: PlanesSmoother | None = None, motion: float = 0.0) -> np.ndarray:  # fmt: skip
-        """`ModelRunner.edit` in one round trip: the smoother's averages go along and come back."""
-        with self.running():
-            request = (crop, _array(camera.label), geometry, self.wire.pack_prompt(prompt), _array(view.label),
-                       self.wire.pack_smoother(smoother), motion)  # fmt: skip
-        image, smoothed = self._call("edit", *request)
+        """`ModelRunner.edit` in one round trip. The smoothing happens on the replica serving the
+        stream (`smoother` names the stream and gives its settings and resets; its own averages
+        are not used)."""
+        handle, smoothing = self.handle, None
         if smoother is not None:
-            with self.running():
-                self.wire.load_smoother(smoother, smoothed)
-        return image
+            stream, smoothing = self.streams.tick(smoother)
+            handle = handle.options(multiplexed_model_id=stream)
+        with self.running():
+            request = crop, _array(camera.label), geometry, self.wire.pack_prompt(prompt), _array(view.label), smoothing, motion
+        return self._call("edit", *request, handle=handle)
 
     def encode(self, crop: np.ndarray, camera: Camera, geometry: bool = True) -> Features:
         wire = self._call("encode", crop, _array(camera.label), geometry)
@@ -423,8 +465,8 @@ class RayRunner(ModelRunner):
             request = self.wire.pack_planes(planes), _array(camera.label)
         return self._call("render", *request)
 
-    def _call(self, kind: str, *args) -> Any:
-        response = getattr(self.handle, kind).remote(*args)
+    def _call(self, kind: str, *args, handle: DeploymentHandle | None = None) -> Any:
+        response = getattr(handle or self.handle, kind).remote(*args)
         try:
             return response.result(timeout_s=self.timeout_s)
         except TimeoutError:

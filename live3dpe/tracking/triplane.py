@@ -38,13 +38,8 @@ class TriplaneSmoother:
 
     @property
     def average(self) -> Tensor | None:
-        """The running average (None before the first sample): the whole state, so a smoother on
-        another process (a Ray replica) can continue exactly where this one stopped."""
+        """The running average (None before the first sample): the whole state."""
         return self._avg
-
-    @average.setter
-    def average(self, value: Tensor | None) -> None:
-        self._avg = value
 
     def weight(self, motion: float) -> float:
         """The new triplane's weight for a given motion."""
@@ -75,10 +70,12 @@ class PlanesSmoother:
         self.triplane = triplane or TriplaneSmoother()
         # the field is near zero for mild edits, so a relative-change cut test would fire on noise
         self.edit = TriplaneSmoother(self.triplane.min_weight, self.triplane.full_motion, cut_threshold=None)
+        self.resets = 0  # how often `reset` was called: a copy elsewhere (a Ray replica's) restarts when it changes
 
     def reset(self) -> None:
         self.triplane.reset()
         self.edit.reset()
+        self.resets += 1
 
     def __call__(self, planes, motion: float):
         """planes: `live3dpe.model.Planes` -> the smoothed `Planes` (its guide's image untouched)."""
