@@ -170,3 +170,34 @@ def test_a_stalled_stream_does_not_hold_up_the_others(editor):
         runner.close()
     with pytest.raises(RunnerTimeout):
         runner.encode(image, Camera.frontal())
+
+
+def test_each_kind_has_its_own_worker(editor, monkeypatch):
+    """A render is not queued behind another frame's encode (each kind's worker runs at the same
+    time, as the stages of a stream's own engine do): with the encode held up, a render returns."""
+    import live3dpe.pipeline.batching as batching
+
+    runner = BatchingRunner(editor, max_batch=4, max_wait_ms=1, timeout_s=10)
+    inline = ModelRunner(editor)
+    image, geometry = crops(editor, 1)[0], runner.needs_geometry("paste")
+    planes = inline.fuse(inline.encode(image, Camera.frontal(), geometry=geometry), None)
+    release, encoding = threading.Event(), threading.Event()
+    encode = batching.BATCHED["encode"]
+
+    def held_encode(ed, items):
+        encoding.set()
+        release.wait(10)
+        return encode(ed, items)
+
+    monkeypatch.setitem(batching.BATCHED, "encode", held_encode)
+    try:
+        waiting = threading.Thread(target=runner.encode, args=(image, Camera.frontal(), geometry))
+        waiting.start()
+        assert encoding.wait(5)
+        face = runner.render(planes, Camera.frontal())  # would wait out the encode with one worker
+        assert not release.is_set() and np.array_equal(face, inline.render(planes, Camera.frontal()))
+        release.set()
+        waiting.join(10)
+    finally:
+        release.set()
+        runner.close()
