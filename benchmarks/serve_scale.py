@@ -89,6 +89,20 @@ def models_for(kind: str, editor: Editor, peers: int, runner) -> list:
     return [runner] * peers
 
 
+def start_ray(device: torch.device, peers: int, batch_wait_ms: float, tries: int = 2):
+    """The Ray back end's runner, or None when a local Ray instance does not come up: right after
+    the previous one shut down, on a loaded 2-core machine, its start sometimes times out."""
+    from live3dpe.pipeline.ray_backend import RayRunner
+
+    for attempt in range(tries):
+        try:
+            return RayRunner.start(checkpoint="default", device=str(device), max_batch=max(peers, 1), batch_wait_ms=batch_wait_ms)
+        except Exception as err:  # noqa: BLE001 - reported, the other rows still count
+            print(f"Ray did not start for {peers} peer(s) (try {attempt + 1} of {tries}): {err}", file=sys.stderr, flush=True)
+            time.sleep(15)
+    return None
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--peers", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -115,9 +129,9 @@ def main(argv: list[str] | None = None) -> dict:
             if kind == "shared":
                 runner = BatchingRunner(editor, max_batch=max(peers, 1), max_wait_ms=args.batch_wait_ms)
             elif kind == "ray":
-                from live3dpe.pipeline.ray_backend import RayRunner
-
-                runner = RayRunner.start(checkpoint="default", device=str(device), max_batch=max(peers, 1), batch_wait_ms=args.batch_wait_ms)
+                runner = start_ray(device, peers, args.batch_wait_ms)
+                if runner is None:
+                    continue
             try:
                 runs = [measure(models_for(kind, editor, peers, runner), args.seconds, args.warmup, width, height, args.fps, args.latency, args.mode) for _ in range(args.runs)]
             finally:
