@@ -76,7 +76,6 @@ def psnr(pred: Tensor, truth: Tensor) -> float:
     return float(10 * torch.log10(4 / ((pred.clamp(-1, 1) - truth) ** 2).mean().clamp_min(1e-10)))
 
 
-@torch.no_grad()
 def regions(mask: Tensor, band: int) -> dict[str, Tensor]:
     """True mask [B, 1, H, W] -> {region: 0/1 map}: silhouette band (±band px), head inside it, background outside."""
     dilated = F.max_pool2d(mask, 2 * band + 1, 1, band)
@@ -84,6 +83,7 @@ def regions(mask: Tensor, band: int) -> dict[str, Tensor]:
     return {"silhouette band": dilated - eroded, "head": eroded, "background": 1 - dilated}
 
 
+@torch.no_grad()
 def measure(checkpoint: str, people: int, size: int) -> tuple[dict, np.ndarray]:
     net, meta = load_checkpoint(checkpoint)
     if not net.cfg.appearance_route:
@@ -119,8 +119,9 @@ def measure(checkpoint: str, people: int, size: int) -> tuple[dict, np.ndarray]:
                 "true, 64² rays": (at_rays(true_depth[v : v + 1], 64), at_rays(true_depth[:1], 64)),
                 "true, per pixel": (true_depth[v : v + 1], true_depth[:1]),
             }
-            scores.setdefault(("shipped model", "", ""), []).append(psnr(resize(out.image, size), truth))
-            squared = ((resize(out.image, size) - truth) ** 2).mean(1, keepdim=True)
+            shipped = resize(out.image, size)
+            scores.setdefault(("shipped model", "", ""), []).append(psnr(shipped, truth))
+            squared = ((shipped - truth) ** 2).mean(1, keepdim=True)
             for name, region in regions(mask, BAND * size // 256).items():
                 total = error.setdefault(name, [0.0, 0.0])
                 total[0] += float((squared * region).sum())
@@ -134,7 +135,7 @@ def measure(checkpoint: str, people: int, size: int) -> tuple[dict, np.ndarray]:
                     if p == 0 and v == 2 and f.endswith("(shipped)") and "previous" not in g:
                         sheet.append(image)
             if p == 0 and v == 2:
-                sheet = [photo, resize(out.image, size), *sheet, truth]
+                sheet = [photo, shipped, *sheet, truth]
     rows = [{"geometry": g, "fill": f, "background": b, "psnr_novel": float(np.mean(v))} for (g, f, b), v in scores.items()]
     strip = torch.cat(sheet, -1)[0].permute(1, 2, 0)
     all_error, all_pixels = sum(e for e, _ in error.values()), sum(n for _, n in error.values())

@@ -4,14 +4,15 @@ One frame = the model's part of it (paste: the input camera, no geometry; view: 
 smoothing on (a still face: the stream's averages blend every frame), one stream, three ways in
 turns so a busy machine slows all alike: in-process (`ModelRunner`: the encode, fuse + smoothing
 and render stages' calls), Ray (`RayRunner.edit`: one round trip, the smoothing kept on the
-replica, what the Ray back end's stages do) and Ray per stage (encode, fuse and render as a round trip each,
-smoothing in the front end: the back end before it was fused). A local Ray instance on this
-machine, loopback. Where a Ray frame's time goes: a second replica of the same deployment stamps
-when each `edit` enters and leaves it (wall clock, one machine), splitting the frame into the way
-there, the time in the replica (batching, thread hand-over, the model) and the way back. The overhead of a round is p50(Ray) - p50(in-process) per frame; the result
-is the median over rounds, with the load average around each. `@serve.batch` waits 0 ms here,
-so the figure is the transport's (a served stream also waits `--batch-wait-ms` for company, as
-with the in-process shared runner).
+replica, what the Ray back end's stages do) and Ray per stage (encode, fuse and render as a round
+trip each, smoothing in the front end: the back end before it was fused). A local Ray instance on
+this machine, loopback. Where a Ray frame's time goes: a second replica of the same deployment
+stamps when each `edit` enters and leaves it (wall clock, one machine), splitting the frame into
+the way there, the time in the replica (batching, thread hand-over, the model) and the way back.
+The overhead of a round is p50(Ray) - p50(in-process) per frame; the result is the median over
+rounds, with the load average around each. `@serve.batch` waits 0 ms here, so the figure is the
+transport's (a served stream also waits `--batch-wait-ms` for company, as with the in-process
+shared runner).
 
     python benchmarks/ray_overhead.py [--frames 30] [--rounds 3] [--cpus 2]   (results/: --frames 60 --rounds 5)
 """

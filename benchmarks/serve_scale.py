@@ -99,7 +99,8 @@ def start_ray(device: torch.device, peers: int, batch_wait_ms: float, tries: int
             return RayRunner.start(checkpoint="default", device=str(device), max_batch=max(peers, 1), batch_wait_ms=batch_wait_ms)
         except Exception as err:  # noqa: BLE001 - reported, the other rows still count
             print(f"Ray did not start for {peers} peer(s) (try {attempt + 1} of {tries}): {err}", file=sys.stderr, flush=True)
-            time.sleep(15)
+            if attempt + 1 < tries:
+                time.sleep(15)
     return None
 
 
