@@ -235,7 +235,7 @@ def build_report() -> str:
     lines += section("Live pipeline: FPS vs resolution", md_body("pipeline_latency.md"), plot_fps(pipeline) if pipeline else None)
     lines += section("Pipeline layer refactor: old vs new commit (issue 15)", md_body("pipeline_refactor_ab.md"))
     lines += section("Pose stage latency", md_body("pose_latency.md"))
-    scale = [body.replace(f"]({stem}.png)", f"](results/{stem}.png)") for stem in ("serve_scale", "serve_scale_view") if (body := md_body(f"{stem}.md"))]
+    scale = [body.replace(f"]({stem}.png)", f"](results/{stem}.png)") for stem in ("serve_scale", "serve_scale_60fps", "serve_scale_view") if (body := md_body(f"{stem}.md"))]
     lines += section("Serving many peers: per-peer model calls vs one shared batching runner (issue 17)", "\n\n".join(scale) or None)
     lines += section("Model batching: time per sample by batch size", md_body("batching_eager_2t.md"))
     lines += section("Ray Serve backend: overhead per frame", md_body("ray_overhead.md"))
