@@ -18,6 +18,7 @@ from live3dpe.pose.paste import (
     contour_in_crop,
     contour_mask,
     face_box,
+    inside_crop,
     paste_face,
     pose_weight,
     seam_gain,
@@ -220,3 +221,52 @@ def test_a_degenerate_contour_pastes_nothing():
     flat_face[:, 1] = 240.0  # every landmark on one line: no area
     out = paste_face(frame, _flat((256, 256, 3), FACE), dataclasses.replace(obs, landmarks=flat_face))
     assert np.array_equal(out, frame)
+
+
+def _reproduced_crop(frame: np.ndarray, obs, size: int = 256) -> np.ndarray:
+    """The frame's own aligned crop: what a model that reproduces its input renders without an edit."""
+    return warp_crop(frame, scale_affine(obs.crop_affine.astype(np.float64), size / obs.crop_size), size)
+
+
+def _frame_points(obs, crop_points: np.ndarray) -> np.ndarray:
+    """Crop px (obs.crop_size) -> frame px."""
+    inv = obs.crop_inverse.astype(np.float64)
+    return crop_points @ inv[:, :2].T + inv[:, 2]
+
+
+def test_an_edit_is_pasted_up_to_the_hairline_where_it_changed_the_image():
+    """A reproducing model's recolour reaches above the oval to the hairline; beside the cheeks
+    (background, in a real frame) and far above, the frame stays as it was."""
+    frame = _textured_frame()
+    obs = _observation()
+    face = np.clip(_reproduced_crop(frame, obs).astype(int) + [-60, 60, -60], 0, 255).astype(np.uint8)  # the whole crop recoloured
+    plain = paste_face(frame, face, obs, max_gain=1.0)
+    wide = paste_face(frame, face, obs, max_gain=1.0, changed_within=0.2)
+    oval = contour_in_crop(obs.landmarks, obs.crop_affine.astype(np.float64))
+    size = np.sqrt(abs(cv2.contourArea(oval.astype(np.float32))))
+    top = oval[np.argmin(oval[:, 1])]
+    greener = lambda out, xy: int(out[int(round(xy[1])), int(round(xy[0]))][1]) - int(frame[int(round(xy[1])), int(round(xy[0]))][1])  # noqa: E731
+    forehead, far_above = _frame_points(obs, np.array([top + [0, -0.08 * size], top + [0, -0.5 * size]]))
+    assert greener(plain, forehead) == 0 and greener(wide, forehead) > 40
+    assert greener(wide, far_above) == 0
+    cheek = oval[np.argmax(oval[:, 0] * (oval[:, 1] > oval[:, 1].mean()))]  # the widest point below the centre
+    beside = _frame_points(obs, (cheek + [0.1 * size, 0])[None])[0]
+    assert greener(wide, beside) == 0
+
+
+def test_what_an_edit_left_alone_stays_the_frame():
+    """Without an edit a reproducing model's image adds nothing beyond the oval: widened or not,
+    the same frame comes out."""
+    frame = _textured_frame()
+    obs = _observation(15.0)
+    face = _reproduced_crop(frame, obs)
+    np.testing.assert_array_equal(paste_face(frame, face, obs, max_gain=1.0, changed_within=0.2), paste_face(frame, face, obs, max_gain=1.0))
+
+
+def test_a_widened_mask_fades_out_before_the_crop_edge():
+    """Beyond the crop the model's image holds nothing of the frame: the mask is zero at the crop's
+    edge, whole in the middle, and grows steadily in between."""
+    fade = inside_crop(64, (0, 0, 256), 256, 6.0)
+    assert fade[0].max() < 0.01 and fade[:, -1].max() < 0.01 and fade[32, 32] == 1.0
+    assert (np.diff(fade[32, :32]) >= 0).all()
+    np.testing.assert_array_equal(inside_crop(32, (128, 64, 128), 256, 6.0), fade[16:48, 32:64])  # a square within the crop

@@ -220,6 +220,27 @@ def test_paste_matches_colour_for_reconstructions_but_keeps_an_edit_s_colours():
     assert np.abs(outputs[None] - frame[0, 0]).sum() < np.abs(gold[0, 0].astype(int) - frame[0, 0]).sum()
 
 
+def test_the_compositor_pastes_an_edit_above_the_oval_only_for_a_model_that_reproduces_its_input():
+    """`build_stages` tells the compositor whether the model's image is the input wherever the edit
+    left it (the appearance route): then an edit reaching the forehead is pasted there too."""
+    from test_paste import _observation, _reproduced_crop, _textured_frame
+
+    obs = _observation()
+    frame = _textured_frame()
+    face = np.clip(_reproduced_crop(frame, obs).astype(int) + [-60, 60, -60], 0, 255).astype(np.uint8)
+    top = obs.landmarks[10, :2]  # the face oval's topmost point: the forehead above it is outside the oval
+    x, y = (int(v) for v in top - [0, 0.06 * (obs.landmarks[152, 1] - top[1])])  # 152: the chin
+    greener = {}
+    for appearance_route in (False, True):
+        editor = GeometrySpy()
+        editor.config = SimpleNamespace(appearance_route=appearance_route)
+        compose = build_stages(editor, cpu_threads=1)[-1].fn
+        w = FaceWork(Frame(frame, 0, Fraction(1, 30)), Control(prompt_text="zombie").get(), obs=obs, face=face)
+        compose(w)
+        greener[appearance_route] = int(w.output[y, x, 1]) - int(frame[y, x, 1])
+    assert greener == {False: 0, True: greener[True]} and greener[True] > 40
+
+
 def test_a_fused_runner_s_edit_stage_gives_the_frames_of_the_three_model_stages():
     """`build_stages` on a fused runner: one edit stage in place of encode → fuse → render, and
     frame for frame the output of the three, smoothing on, through a lost and re-found face, a

@@ -3,8 +3,9 @@
 It runs on every frame (an `always` stage), edited or not, so mode, mirror and overlay look the
 same on passed-through frames and the output size never changes within a stream:
 
-    paste         the edited face blended back into the frame (inside the face contour; the
-                  frame itself where the head turns beyond the model's range)
+    paste         the edited face blended back into the frame (inside the face contour, and
+                  for a model that reproduces its input, wherever the edit changed the head
+                  around it; the frame itself where the head turns beyond the model's range)
     view          the re-rendered head letterboxed to the frame size
     side-by-side  input | paste (input | input when there is no edit), twice as wide
 """
@@ -56,18 +57,26 @@ def draw_overlay(image: np.ndarray, lines: list[str]) -> np.ndarray:
     return out
 
 
-class Compose:
-    """Makes `work.output` from the frame and the edited face (if any) under the frame's settings."""
+# How far above the face oval an edit is pasted where it changed the image, as a fraction of the
+# face size: the upper forehead up to the hairline, and the temples (`pose.paste.paste_face`).
+CHANGED_WITHIN = 0.2
 
-    def __init__(self, stats: Stats | None = None) -> None:
+
+class Compose:
+    """Makes `work.output` from the frame and the edited face (if any) under the frame's settings.
+    `reproduces_input`: the model's image is the input crop wherever the edit leaves it alone
+    (`ModelRunner.reproduces_input`), so what it changed around the face is pasted too."""
+
+    def __init__(self, stats: Stats | None = None, reproduces_input: bool = False) -> None:
         self.stats = stats  # the overlay's FPS and stage timings
+        self.reproduces_input = reproduces_input
 
     def __call__(self, work: FaceWork) -> None:
         frame, c = work.frame.image, work.control
         if c.mode == "view" and work.edited:
             image = letterbox(work.face, *work.frame.size)
         else:
-            shown = paste(frame, work.face, work.obs, match_colour=not c.has_prompt) if work.edited else frame
+            shown = paste(frame, work.face, work.obs, not c.has_prompt, self.reproduces_input) if work.edited else frame
             image = np.hstack([frame, shown]) if c.mode == "side-by-side" else shown
         if c.mirror:
             image = image[:, ::-1]
@@ -76,11 +85,13 @@ class Compose:
         work.output = image
 
 
-def paste(frame: np.ndarray, face: np.ndarray, obs: FaceObservation, match_colour: bool = True) -> np.ndarray:
+def paste(frame: np.ndarray, face: np.ndarray, obs: FaceObservation, match_colour: bool = True, reproduces_input: bool = False) -> np.ndarray:
     """The edited face (aligned like `obs`'s crop, any size) blended back into the frame inside
     the observed face contour and faded out where the head turns beyond the model's range
     (`pose.paste.paste_face`). `match_colour`: pull the render's exposure and white balance to
-    the frame's at the seam; only for reconstructions, since an edit recolours the face on purpose."""
+    the frame's at the seam; only for reconstructions, since an edit recolours the face on purpose.
+    `reproduces_input`: also paste what the edit changed up to `CHANGED_WITHIN` beyond the oval."""
     from live3dpe.pose.paste import paste_face
 
-    return paste_face(frame, face, obs, max_gain=1.25 if match_colour else 1.0)
+    reach = CHANGED_WITHIN if reproduces_input else 0.0
+    return paste_face(frame, face, obs, max_gain=1.25 if match_colour else 1.0, changed_within=reach)

@@ -82,6 +82,12 @@ class ModelRunner:
         """The crop size for a still, where `preferred` pixels are wanted (see `Editor.crop_resolution_for`)."""
         return self.editor.crop_resolution_for(preferred)
 
+    @property
+    def reproduces_input(self) -> bool:
+        """Whether the input-view image is the input crop wherever the edit leaves it alone (the
+        appearance route re-projects the input), so the compositor may paste all an edit changed."""
+        return self.editor.config.appearance_route
+
     def needs_geometry(self, mode: str) -> bool:
         """Whether a frame shown in `mode` needs the triplane: paste and side-by-side show the
         input camera, which the appearance route makes from the input view alone."""

@@ -178,7 +178,7 @@ def build_stages(editor_or_runner, estimator=None, cpu_threads: int | None = Non
         model = [Stage("edit", EditStage(runner))]
     else:
         model = [Stage("encode", EncodeStage(runner)), Stage("fuse", FuseStage(runner)), Stage("render", RenderStage(runner))]
-    return [Stage("pose", FaceStage(estimator)), *model, Stage("compose", Compose(stats), always=True)]
+    return [Stage("pose", FaceStage(estimator)), *model, Stage("compose", Compose(stats, runner.reproduces_input), always=True)]
 
 
 def pipeline_engine(source: Source, sink: Sink, editor_or_runner, *, stats: Stats | None = None, estimator=None,

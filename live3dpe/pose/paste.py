@@ -5,6 +5,15 @@ shows as a halo around the face, and on a turned head a disc of it covers the ph
 instead masks with this frame's FaceMesh face oval (inset, feathered in proportion to the face),
 scales the render's colour to the frame's in the seam band, and fades to the untouched frame as
 the head turns beyond the poses the model was trained on. The warp and blend stay `paste_back`'s.
+
+The oval ends mid-forehead and leaves out the ears and the jaw's edge, so an edit that recolours
+the skin shows as a mask stamped on the face. A model whose image *is* the input wherever the edit
+leaves it alone (the appearance route) can be pasted wherever it differs from the frame:
+`changed_within` widens the mask to what the edit changed (`change_mask`) within the oval grown
+upwards by a fraction of the face (`grown_upwards`): up to the hairline and the temples, where hair
+borders the face, and not beside the cheeks or down the neck, where the background and clothes
+are, which the edit often tints too (a model that re-generates its whole image could paste no
+halo beyond that either).
 """
 from __future__ import annotations
 
@@ -26,6 +35,10 @@ SEAM_LEVELS = (0.02, 0.98)  # mask values between which both images show: the se
 # Crop side at which the mask and the seam colour statistics are made: both are smooth, so a
 # small grid does (the face itself stays at full size; `paste_back` resizes the mask to it).
 MASK_SIZE = 128
+# Largest channel difference (0-255, after a blur) at which a pixel counts as not changed / fully
+# changed: the appearance route reproduces an unedited input to ~1.5 levels RMS, an edit moves
+# skin by tens of levels.
+CHANGE_LEVELS = (6.0, 18.0)
 
 
 def pose_weight(yaw: float, pitch: float, max_yaw_deg: float, max_pitch_deg: float, fade_deg: float) -> float:
@@ -57,6 +70,42 @@ def signed_area(polygon: np.ndarray) -> float:
     """Shoelace area of a closed polygon [N, 2]; positive when its interior is on the left of each edge."""
     q = _next(polygon)
     return 0.5 * float(polygon[:, 0] @ q[:, 1] - q[:, 0] @ polygon[:, 1])
+
+
+def grown_upwards(polygon: np.ndarray, by: float) -> np.ndarray:
+    """`polygon` [N, 2] (image axes, y down) with its upper half moved away from the centroid of its
+    vertices: the top vertex by `by` px, the others by less the lower they lie, those below the
+    centroid not at all. In an aligned crop (face upright) that reaches the hairline and the
+    temples but not the neck or the background beside the cheeks."""
+    p = np.asarray(polygon, np.float64)
+    centre = p.mean(0)
+    radial = p - centre
+    up = np.clip(-radial[:, 1] / max(-radial[:, 1].min(), 1e-9), 0.0, 1.0)
+    return p + (by * up)[:, None] * radial / np.maximum(np.linalg.norm(radial, axis=1, keepdims=True), 1e-9)
+
+
+def change_mask(face: np.ndarray, frame_crop: np.ndarray, sigma: float, levels: tuple[float, float] = CHANGE_LEVELS) -> np.ndarray:
+    """float32 [0, 1] where `face` differs from `frame_crop` (same-size uint8 RGB): a smoothstep of
+    the largest channel difference, blurred by `sigma` px first, so that resampling noise and
+    the odd edge do not count and the mask's edge is as soft as the oval's."""
+    d = cv2.absdiff(face, frame_crop).max(axis=2).astype(np.float32)
+    if sigma > 0:
+        k = 2 * blur_radius(sigma) + 1
+        d = cv2.GaussianBlur(d, (k, k), sigma)
+    t = np.clip((d - levels[0]) / (levels[1] - levels[0]), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def inside_crop(n: int, square: tuple[int, int, int], size: int, fade: float) -> np.ndarray:
+    """float32[n, n] over the `square` (x0, y0, side in px of a `size`-px crop) sampled at n x n:
+    1 inside the crop, falling to 0 over `fade` mask px towards its edge, beyond which the
+    model's image has nothing of the frame (a mask reaching it would end in a hard line)."""
+    x0, y0, side = square
+    centres = (np.arange(n, dtype=np.float32) + 0.5) * (side / n)  # px of the square
+    to_edge = lambda offset: np.minimum(offset + centres, size - offset - centres) * (n / side)  # noqa: E731
+    d = np.minimum(to_edge(y0)[:, None], to_edge(x0)[None, :]) - 0.5  # from the pixel's outer side
+    t = np.clip(d / max(fade, 1e-6), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
 
 
 def blur_radius(sigma: float) -> int:
@@ -134,6 +183,7 @@ def paste_face(
     feather: float = 0.025,
     erode: float = 0.05,
     max_gain: float = 1.25,
+    changed_within: float = 0.0,
 ) -> np.ndarray:
     """Blend the model's face image (uint8[S, S, 3], the crop of `obs` at any size S) into the
     frame inside the face contour; returns a new uint8 HxWx3 frame.
@@ -141,6 +191,9 @@ def paste_face(
     The mask is `contour_mask` of the observed face oval, times `pose_weight` (from
     `max_yaw_deg` / `max_pitch_deg` on the result is the frame itself); the face's colour is
     scaled to the frame's in the seam band (`seam_gain`; `max_gain=1` leaves it as is).
+    `changed_within` > 0 (only for a face image that is the frame's own crop wherever it was
+    not edited) adds what the face changed (`change_mask`) within the oval grown upwards by that
+    fraction of the face size (`grown_upwards`).
     """
     weight = pose_weight(obs.yaw, obs.pitch, max_yaw_deg, max_pitch_deg, fade_deg)
     if weight == 0.0:
@@ -151,13 +204,23 @@ def paste_face(
         raise ValueError(f"face image must be square, got {face.shape[:2]}")
     A = scale_affine(np.asarray(obs.crop_affine, np.float64), S / obs.crop_size)  # frame -> face px
     k = max(S / MASK_SIZE, 1.0)  # face px per mask px
-    x0, y0, side = face_box(contour_in_crop(obs.landmarks, A), S, feather, pad=2 * k + 1)
+    oval = contour_in_crop(obs.landmarks, A)
+    reach = changed_within * np.sqrt(abs(signed_area(oval)))
+    x0, y0, side = face_box(grown_upwards(oval, reach) if reach > 0 else oval, S, feather, pad=2 * k + 1)
     box = A - [[0, 0, x0], [0, 0, y0]]  # frame -> px of the face's square
     n = max(round(side / k), 1)
     box_n = scale_affine(box, n / side)
-    m = contour_mask(contour_in_crop(obs.landmarks, box_n), n, feather, erode)
+    oval_n = contour_in_crop(obs.landmarks, box_n)
+    m = face_m = contour_mask(oval_n, n, feather, erode)
     sub = face[y0 : y0 + side, x0 : x0 + side]
+    if max_gain > 1.0 or reach > 0:
+        small = cv2.resize(sub, (n, n), interpolation=cv2.INTER_AREA)
+        frame_small = warp_crop(frame, box_n, n)
+    if reach > 0:
+        face_size = np.sqrt(abs(signed_area(oval_n)))
+        region = contour_mask(grown_upwards(oval_n, reach * n / side), n, feather, erode=0.0)
+        region *= inside_crop(n, (x0, y0, side), S, 3 * feather * face_size)
+        m = np.maximum(m, region * change_mask(small, frame_small, feather * face_size))
     if max_gain > 1.0:
-        small = cv2.resize(sub, (n, n), interpolation=cv2.INTER_LINEAR)  # samples enough for a mean
-        sub = scale_channels(sub, seam_gain(small, warp_crop(frame, box_n, n), cv2.inRange(m, *SEAM_LEVELS), max_gain))
+        sub = scale_channels(sub, seam_gain(small, frame_small, cv2.inRange(face_m, *SEAM_LEVELS), max_gain))
     return paste_back(frame, sub, box, mask=m if weight == 1.0 else m * np.float32(weight), crop_size=side)
