@@ -393,7 +393,9 @@ class _FakeService:
     fail_orbit = False
 
     def __init__(self, editor, estimator=None) -> None:
-        pass
+        from types import SimpleNamespace
+
+        self.runner = SimpleNamespace(reproduces_input=False)
 
     def edit(self, image, text=None, reference=None):
         from types import SimpleNamespace
