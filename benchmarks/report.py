@@ -237,7 +237,9 @@ def build_report() -> str:
     lines += section("Pose stage latency", md_body("pose_latency.md"))
     scale = [body.replace(f"]({stem}.png)", f"](results/{stem}.png)") for stem in ("serve_scale", "serve_scale_60fps", "serve_scale_view") if (body := md_body(f"{stem}.md"))]
     lines += section("Serving many peers: per-peer model calls vs one shared batching runner (issue 17)", "\n\n".join(scale) or None)
-    lines += section("Model batching: time per sample by batch size", md_body("batching_eager_2t.md"))
+    batching = [f"**Eager, {t} torch thread(s){' (as each pipeline stage on 2 cores)' if t == 1 else ''}.**\n\n{b}"
+                for t in (1, 2) if (b := md_body(f"batching_eager_{t}t.md"))]  # fmt: skip
+    lines += section("Model batching: time per sample by batch size", "\n\n".join(batching) or None)
     lines += section("Ray Serve backend: overhead per frame", md_body("ray_overhead.md"))
     soak = md_body("soak.md")  # its plot link is relative to results/
     lines += section("Soak: memory and latency over a long session", soak and soak.replace("](soak.png)", "](results/soak.png)"))
