@@ -145,7 +145,7 @@ class RealFaceEvaluator:
         self, path: Path, reference_path: Path | None, photos: Path | None = None, progress: Callable[[], None] = lambda: None
     ) -> tuple[dict, dict[str, np.ndarray]]:
         """Edit and measure one portrait -> (JSON row, contact-sheet tiles). ValueError for bad input."""
-        from live3dpe.pose.align import paste_back
+        from live3dpe.pipeline.compose import paste
         from live3dpe.stream.sources import read_image
 
         image = read_image(path)
@@ -205,8 +205,8 @@ class RealFaceEvaluator:
             if kind != "reconstruction":
                 outputs_for_spread.append(at_face_size(result.edited))
             if photos is not None:
-                obs = result.observation
-                pasted = paste_back(image, result.edited, obs.crop_affine, crop_size=obs.crop_size)
+                # as `live3dpe edit` and the live compositor paste it
+                pasted = paste(image, result.edited, result.observation, kind == "reconstruction", self.service.runner.reproduces_input)
                 write_image(photos / path.stem / f"{slug(label)}.png", pasted)
             progress()
         row["spread"] = spread(outputs_for_spread)
