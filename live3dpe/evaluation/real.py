@@ -206,7 +206,8 @@ class RealFaceEvaluator:
                 outputs_for_spread.append(at_face_size(result.edited))
             if photos is not None:
                 # as `live3dpe edit` and the live compositor paste it
-                pasted = paste(image, result.edited, result.observation, kind == "reconstruction", self.service.runner.reproduces_input)
+                pasted = paste(image, result.edited, result.observation, match_colour=kind == "reconstruction",
+                               reproduces_input=self.service.runner.reproduces_input)  # fmt: skip
                 write_image(photos / path.stem / f"{slug(label)}.png", pasted)
             progress()
         row["spread"] = spread(outputs_for_spread)

@@ -362,7 +362,7 @@ def cmd_edit(args) -> int:
         obs = result.observation
         save("crop.png", result.crop)
         save("edited.png", result.edited)
-        save("edited_in_photo.png", paste(image, result.edited, obs, not control.has_prompt, service.runner.reproduces_input))
+        save("edited_in_photo.png", paste(image, result.edited, obs, match_colour=not control.has_prompt, reproduces_input=service.runner.reproduces_input))
         for yaw in yaws:
             save(f"view_yaw{yaw:+g}.png", service.view(result.planes, yaw, 0.0))
         service.orbit_video(result.planes, staging / "orbit.mp4", frames=args.orbit_frames, fps=30.0)

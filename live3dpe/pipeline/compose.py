@@ -76,7 +76,9 @@ class Compose:
         if c.mode == "view" and work.edited:
             image = letterbox(work.face, *work.frame.size)
         else:
-            shown = paste(frame, work.face, work.obs, not c.has_prompt, self.reproduces_input) if work.edited else frame
+            shown = frame
+            if work.edited:
+                shown = paste(frame, work.face, work.obs, match_colour=not c.has_prompt, reproduces_input=self.reproduces_input)
             image = np.hstack([frame, shown]) if c.mode == "side-by-side" else shown
         if c.mirror:
             image = image[:, ::-1]

@@ -205,7 +205,8 @@ def paste_face(
     A = scale_affine(np.asarray(obs.crop_affine, np.float64), S / obs.crop_size)  # frame -> face px
     k = max(S / MASK_SIZE, 1.0)  # face px per mask px
     oval = contour_in_crop(obs.landmarks, A)
-    reach = changed_within * np.sqrt(abs(signed_area(oval)))
+    face_size = np.sqrt(abs(signed_area(oval)))  # face px
+    reach = changed_within * face_size
     x0, y0, side = face_box(grown_upwards(oval, reach) if reach > 0 else oval, S, feather, pad=2 * k + 1)
     box = A - [[0, 0, x0], [0, 0, y0]]  # frame -> px of the face's square
     n = max(round(side / k), 1)
@@ -217,10 +218,10 @@ def paste_face(
         small = cv2.resize(sub, (n, n), interpolation=cv2.INTER_AREA)
         frame_small = warp_crop(frame, box_n, n)
     if reach > 0:
-        face_size = np.sqrt(abs(signed_area(oval_n)))
-        region = contour_mask(grown_upwards(oval_n, reach * n / side), n, feather, erode=0.0)
-        region *= inside_crop(n, (x0, y0, side), S, 3 * feather * face_size)
-        m = np.maximum(m, region * change_mask(small, frame_small, feather * face_size))
+        per_mask_px = n / side
+        region = contour_mask(grown_upwards(oval_n, reach * per_mask_px), n, feather, erode=0.0)
+        region *= inside_crop(n, (x0, y0, side), S, 3 * feather * face_size * per_mask_px)
+        m = np.maximum(m, region * change_mask(small, frame_small, feather * face_size * per_mask_px))
     if max_gain > 1.0:
         sub = scale_channels(sub, seam_gain(small, frame_small, cv2.inRange(face_m, *SEAM_LEVELS), max_gain))
     return paste_back(frame, sub, box, mask=m if weight == 1.0 else m * np.float32(weight), crop_size=side)
